@@ -1,0 +1,114 @@
+"""Configuration of the queue-depth policy: units and invariants on every field.
+
+Config is separate from state (Knative's lesson). Validation here is plain and raises
+``ConfigError`` naming the field; richer parsing (KEDA metadata, YAML) happens at the edges and
+maps its own key names onto these fields.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, fields
+
+
+class ConfigError(ValueError):
+    """A config value breaks its invariant. ``field`` names the offending field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class Mode(enum.StrEnum):
+    """replicas: the metric is the desired replica count (target 1) and the policy decides.
+    pending: KEDA-native passthrough, the metric is the raw pending count (target scaleUpPending).
+    """
+
+    REPLICAS = "replicas"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepthConfig:
+    """The queue-depth policy's knobs. Thresholds are per replica, like KEDA's ``listLength``.
+
+    scale_up_pending:       tasks per replica (ready + warming) above which we scale up, > 0.
+    scale_down_pending:     tasks per replica below which a model counts as under-used,
+                            0 <= scale_down_pending < scale_up_pending.
+    stabilization_window_s: seconds the low condition must hold before each scale-down step, >= 0.
+    warmup_s:               seconds a newly requested replica takes to serve (GPU node launch +
+                            image pull + weight load); replicas requested within this time count
+                            as capacity on its way, >= 0.
+    lookahead_s:            seconds ahead to project the pending backlog from its recent growth
+                            rate when sizing a scale-up; 0 disables the look-ahead, >= 0.
+    growth_window_s:        seconds of pending history used to estimate the growth rate; the
+                            samples must span at least half of it before any trend counts, > 0.
+    min_replicas:           floor, >= 0. 0 allows scale to zero after an idle window.
+    max_replicas:           ceiling, >= max(min_replicas, 1).
+    scale_down_step:        replicas removed per scale-down step, >= 1.
+    replica_concurrency:    tasks one replica works on at once (vLLM continuous batching slots as
+                            Celery sees them); with in-flight counts it sets a floor, >= 1 or None.
+    buffer_replicas:        warm spare replicas kept on top of what the thresholds need while the
+                            model is active, >= 0.
+    mode:                   replicas (policy decides) or pending (KEDA-native passthrough).
+    """
+
+    scale_up_pending: float = 50.0
+    scale_down_pending: float = 5.0
+    stabilization_window_s: float = 600.0
+    warmup_s: float = 300.0
+    lookahead_s: float = 300.0
+    growth_window_s: float = 120.0
+    min_replicas: int = 0
+    max_replicas: int = 100
+    scale_down_step: int = 1
+    replica_concurrency: int | None = None
+    buffer_replicas: int = 0
+    mode: Mode = Mode.REPLICAS
+
+    def __post_init__(self) -> None:
+        if not self.scale_up_pending > 0:
+            raise ConfigError("scale_up_pending", f"must be > 0, got {self.scale_up_pending}")
+        if not 0 <= self.scale_down_pending < self.scale_up_pending:
+            raise ConfigError(
+                "scale_down_pending",
+                f"must be >= 0 and < scale_up_pending ({self.scale_up_pending}), "
+                f"got {self.scale_down_pending}",
+            )
+        for name in ("stabilization_window_s", "warmup_s", "lookahead_s"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if not self.growth_window_s > 0:
+            raise ConfigError("growth_window_s", f"must be > 0, got {self.growth_window_s}")
+        if self.min_replicas < 0:
+            raise ConfigError("min_replicas", f"must be >= 0, got {self.min_replicas}")
+        if self.max_replicas < max(self.min_replicas, 1):
+            raise ConfigError(
+                "max_replicas",
+                f"must be >= max(min_replicas, 1) = {max(self.min_replicas, 1)}, "
+                f"got {self.max_replicas}",
+            )
+        if self.scale_down_step < 1:
+            raise ConfigError("scale_down_step", f"must be >= 1, got {self.scale_down_step}")
+        if self.replica_concurrency is not None and self.replica_concurrency < 1:
+            raise ConfigError(
+                "replica_concurrency", f"must be >= 1 or unset, got {self.replica_concurrency}"
+            )
+        if self.buffer_replicas < 0:
+            raise ConfigError("buffer_replicas", f"must be >= 0, got {self.buffer_replicas}")
+        if self.buffer_replicas + max(self.min_replicas, 1) > self.max_replicas:
+            raise ConfigError(
+                "buffer_replicas",
+                f"buffer_replicas ({self.buffer_replicas}) + max(min_replicas, 1) exceeds "
+                f"max_replicas ({self.max_replicas})",
+            )
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+# The seed's rule, as stated in the brief: up at 50 pending per replica, down below 5, a
+# 10-minute window, 5-minute GPU warm-up, one replica per step.
+SEED = QueueDepthConfig()

@@ -1,0 +1,250 @@
+"""The queue-depth policy: scale on Celery tasks waiting per replica, count GPUs on their way.
+
+Rules (docs/policy.md has them with worked examples):
+
+* Thresholds are per replica, counting replicas ready *and* warming ("capacity"). With B replicas
+  of capacity (excluding ``buffer_replicas``) and P pending:
+  - P / B > scale_up_pending: scale up at once to ceil(P' / scale_up_pending) replicas, where P'
+    is the larger of P and the backlog projected ``lookahead_s`` ahead from the recent growth rate.
+  - P' / B > scale_up_pending only through the projection: same, reason ``scale-up-lookahead``.
+  - P / B < scale_down_pending for a whole ``stabilization_window_s`` (and the policy has watched a
+    whole window since it started): remove ``scale_down_step`` replicas, never below
+    ``min_replicas`` nor below ceil(in_flight / replica_concurrency); each further step needs a
+    fresh window. The last replica goes only after a whole window with nothing pending and
+    nothing in flight.
+  - otherwise hold.
+* At zero replicas any pending (or in-flight) task activates the model at once.
+* Replicas requested less than ``warmup_s`` ago count as capacity, so a backlog that keeps
+  growing while GPUs warm up does not cascade into more and more replicas (aibrix#2670).
+
+Pure: ``decide`` reads nothing but its arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from policies.config import SEED, Mode, QueueDepthConfig
+from policies.state import QueueDepthState
+from policies.types import Decision, Observation, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepthPolicy:
+    """depthscale's queue-depth policy (the default preset is the seed's rule)."""
+
+    config: QueueDepthConfig = SEED
+    label: str = "depthscale"
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    @property
+    def metric_target(self) -> float:
+        """Replicas mode: the metric is desired replicas, target 1 per replica.
+        Pending mode: the metric is pending tasks, target scale_up_pending per replica."""
+        if self.config.mode is Mode.PENDING:
+            return self.config.scale_up_pending
+        return 1.0
+
+    def initial_state(self) -> QueueDepthState:
+        return QueueDepthState()
+
+    def decide(
+        self, observation: Observation, state: QueueDepthState
+    ) -> tuple[Decision, QueueDepthState]:
+        if self.config.mode is Mode.PENDING:
+            return _decide_pending(self.config, observation, state)
+        return _decide_replicas(self.config, observation, state)
+
+
+def growth_rate(samples: tuple[tuple[float, int], ...], min_span_s: float) -> float:
+    """Pending growth in tasks/second between the oldest and newest sample.
+
+    0 unless the samples span at least ``min_span_s`` seconds: one jump (a burst landing, or the
+    first sight of a queue) is not a trend, and projecting it over a GPU warm-up would size for a
+    backlog that never comes."""
+    if len(samples) < 2:
+        return 0.0
+    (t0, p0), (t1, p1) = samples[0], samples[-1]
+    if t1 - t0 < min_span_s or t1 - t0 <= 0:
+        return 0.0
+    return (p1 - p0) / (t1 - t0)
+
+
+def _remember(
+    config: QueueDepthConfig, obs: Observation, state: QueueDepthState
+) -> tuple[tuple[float, int], ...]:
+    """Samples within the growth window, ending with this observation (one sample per instant)."""
+    horizon = obs.at_s - config.growth_window_s
+    kept = tuple(s for s in state.samples if horizon <= s[0] < obs.at_s)
+    return (*kept, (obs.at_s, obs.pending))
+
+
+def _warming_requested(config: QueueDepthConfig, obs: Observation, state: QueueDepthState) -> int:
+    """Replicas this policy asked for less than warmup_s ago (its own view of what is warming)."""
+    if state.last_increase_s is None or obs.at_s - state.last_increase_s >= config.warmup_s:
+        return 0
+    return max(state.desired - state.warming_from, 0)
+
+
+def _clamp(config: QueueDepthConfig, replicas: int) -> int:
+    return max(config.min_replicas, min(config.max_replicas, replicas))
+
+
+def _decide_pending(
+    config: QueueDepthConfig, obs: Observation, state: QueueDepthState
+) -> tuple[Decision, QueueDepthState]:
+    """KEDA-native passthrough: the HPA divides pending by scale_up_pending; activation on any."""
+    want = math.ceil(obs.pending / config.scale_up_pending)
+    if obs.pending > 0:
+        want = max(want, 1)
+    desired = _clamp(config, want)
+    detail = (
+        f"{obs.pending} pending / {config.scale_up_pending:g} per replica -> {desired} replicas "
+        "(KEDA-native passthrough)"
+    )
+    new_state = replace(
+        state,
+        desired=desired,
+        first_seen_s=obs.at_s if state.first_seen_s is None else state.first_seen_s,
+        last_at_s=obs.at_s,
+    )
+    return Decision(desired, Reason.PASSTHROUGH, detail, float(obs.pending)), new_state
+
+
+def _decide_replicas(
+    config: QueueDepthConfig, obs: Observation, state: QueueDepthState
+) -> tuple[Decision, QueueDepthState]:
+    at = obs.at_s
+    first_seen = at if state.first_seen_s is None else state.first_seen_s
+    samples = _remember(config, obs, state)
+    in_flight = obs.in_flight or 0
+    idle_now = obs.pending == 0 and in_flight == 0
+    idle_since = (at if state.idle_since_s is None else state.idle_since_s) if idle_now else None
+
+    # Capacity: what serves now plus what is on its way. Without an observed replica count the
+    # policy trusts its own last decision; with one, replicas it asked for within warmup_s still
+    # count even if the cluster has not created them yet.
+    requested_warming = _warming_requested(config, obs, state)
+    observed = obs.observed_replicas
+    if observed is None:
+        capacity, warming = state.desired, requested_warming
+    else:
+        capacity = max(observed, state.desired) if requested_warming else observed
+        warming = (obs.warming or 0) + max(capacity - observed, 0)
+    buffer = config.buffer_replicas if capacity > 0 else 0
+    base = max(capacity - buffer, 0)
+
+    up, down = config.scale_up_pending, config.scale_down_pending
+    rate = growth_rate(samples, config.growth_window_s / 2)
+    projected = obs.pending + max(rate, 0.0) * config.lookahead_s
+    need_now = math.ceil(obs.pending / up)
+    need_ahead = math.ceil(projected / up)
+    in_flight_floor = (
+        math.ceil(in_flight / config.replica_concurrency) if config.replica_concurrency else 0
+    )
+
+    low_since: float | None = None
+    if base == 0:
+        if obs.pending > 0 or in_flight > 0:
+            new_base = max(need_ahead, need_now, in_flight_floor, 1)
+            reason = Reason.ACTIVATE
+            detail = f"{obs.pending} pending at zero replicas: activate with {new_base}"
+        else:
+            new_base = 0
+            reason = Reason.IDLE
+            detail = "nothing pending at zero replicas"
+    elif obs.pending / base > up:
+        new_base = max(need_now, need_ahead)
+        reason = Reason.SCALE_UP
+        detail = (
+            f"{obs.pending} pending on {base} replicas ({warming} warming) = "
+            f"{obs.pending / base:.1f}/replica > {up:g}: scale up to {new_base}"
+        )
+        if need_ahead > need_now:
+            detail += f" (backlog projected {projected:.0f} in {config.lookahead_s:g}s)"
+    elif projected / base > up:
+        new_base = need_ahead
+        reason = Reason.SCALE_UP_LOOKAHEAD
+        detail = (
+            f"{obs.pending} pending growing {rate:.2f}/s: projected {projected:.0f} in "
+            f"{config.lookahead_s:g}s on {base} replicas > {up:g}/replica: scale up to {new_base}"
+        )
+    elif obs.pending / base < down:
+        low_since = at if state.low_since_s is None else state.low_since_s
+        window = config.stabilization_window_s
+        waited = min(at - low_since, at - first_seen)
+        target = max(base - config.scale_down_step, in_flight_floor, 0)
+        if target == 0 and not (idle_since is not None and at - idle_since >= window):
+            target = max(target, 1)
+        min_base = max(config.min_replicas - buffer, 0)
+        if waited < window:
+            new_base = base
+            reason = Reason.HOLD_STABILIZING
+            detail = (
+                f"{obs.pending} pending on {base} replicas < {down:g}/replica for {waited:.0f}s "
+                f"of a {window:g}s window: hold"
+            )
+        elif target >= base:
+            new_base = base
+            reason = Reason.HOLD_IN_FLIGHT
+            detail = (
+                f"{obs.pending} pending but {in_flight} in flight need {max(in_flight_floor, 1)} "
+                f"replicas: hold {base}"
+            )
+        elif target < min_base and base <= min_base:
+            new_base = base
+            reason = Reason.HOLD_MIN
+            detail = f"low load but already at minReplicas {config.min_replicas}: hold"
+        else:
+            new_base = max(target, min_base)
+            reason = Reason.SCALE_TO_ZERO if new_base == 0 else Reason.SCALE_DOWN
+            detail = (
+                f"{obs.pending} pending on {base} replicas < {down:g}/replica for {waited:.0f}s "
+                f"(window {window:g}s): scale down to {new_base}"
+            )
+            low_since = at  # each further step needs a fresh window
+    else:
+        new_base = base
+        reason = Reason.HOLD
+        detail = f"{obs.pending} pending on {base} replicas is within [{down:g}, {up:g}]/replica"
+
+    if reason is Reason.HOLD and warming and obs.pending / max(base - warming, 1) > up:
+        reason = Reason.HOLD_WARMING
+        detail = (
+            f"{obs.pending} pending on {base} replicas of which {warming} still warming: "
+            "capacity on its way covers the backlog"
+        )
+
+    desired = new_base + (config.buffer_replicas if new_base > 0 else 0)
+    if desired > config.max_replicas:
+        detail += f"; capped at maxReplicas {config.max_replicas}"
+        reason = Reason.CAPPED_MAX if reason in (Reason.SCALE_UP, Reason.ACTIVATE) else reason
+    desired = _clamp(config, desired)
+    if config.min_replicas > 0 and desired == config.min_replicas and reason is Reason.IDLE:
+        reason = Reason.HOLD_MIN
+        detail = f"nothing pending; holding minReplicas {config.min_replicas}"
+
+    if desired > state.desired:
+        last_increase_s: float | None = at
+        warming_from = state.desired if requested_warming == 0 else state.warming_from
+    else:
+        last_increase_s, warming_from = state.last_increase_s, state.warming_from
+        warming_from = min(warming_from, desired)
+    if desired > state.desired:
+        low_since = None
+
+    new_state = QueueDepthState(
+        desired=desired,
+        last_increase_s=last_increase_s,
+        warming_from=warming_from,
+        low_since_s=low_since,
+        idle_since_s=idle_since,
+        first_seen_s=first_seen,
+        last_at_s=at,
+        samples=samples,
+    )
+    return Decision(desired, reason, detail, float(desired)), new_state

@@ -1,0 +1,121 @@
+"""What one simulation produces: the data contract between the engine and the report.
+
+Plain frozen dataclasses of numbers (units in every name or docstring); numpy arrays only in the
+time series. The engine fills them; the report (json/md/html) only reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitStats:
+    """Queue wait of served requests, seconds (arrival to start of service)."""
+
+    mean: float
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Cost, capacity and service figures for one model, or summed over models.
+
+    cost_usd:       node cost, USD (per model: its share of node cost by GPUs held).
+    gpu_hours:      GPU-hours held by replicas (ready or warming) plus idle GPUs on the model's nodes
+                    attributed by share; total = GPUs on running nodes × hours.
+    node_hours:     node-hours (per model: share).
+    utilization:    busy replica-slot seconds / GPU-held replica-slot seconds, 0..1.
+    wait_s:         queue wait statistics of served requests.
+    slo_attainment: share of all requests (unserved count as misses) waiting <= scenario SLO, 0..1.
+    requests:       requests that arrived.
+    served:         requests whose service started before the end of the run.
+    unserved:       requests = served + unserved, always.
+    scale_events:   changes of the target replica count (HPA scale actions).
+    node_launches:  GPU nodes launched.
+    """
+
+    cost_usd: float
+    gpu_hours: float
+    node_hours: float
+    utilization: float
+    wait_s: WaitStats
+    slo_attainment: float
+    requests: int
+    served: int
+    unserved: int
+    scale_events: int
+    node_launches: int
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """Time series for one model sampled on the control grid (every ``step_s`` seconds).
+
+    t_s:              sample times, seconds from the trace start.
+    arrival_rps:      arrivals per second over the preceding step.
+    queue_depth:      requests waiting (not yet in service) at the sample time.
+    replicas_desired: the HPA's target replica count.
+    replicas_ready:   replicas serving.
+    nodes:            GPU nodes running (launched and not yet removed) in the model's pool.
+    """
+
+    t_s: FloatArray
+    arrival_rps: FloatArray
+    queue_depth: FloatArray
+    replicas_desired: FloatArray
+    replicas_ready: FloatArray
+    nodes: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyResult:
+    """One policy's run over the whole trace.
+
+    name/kind:        as in the scenario's policy list (kind: depthscale, keda-native, schedule,
+                      hindsight-schedule, static-peak, static).
+    total:            summed over models.
+    per_model:        model name -> its figures.
+    series:           model name -> its time series.
+    reasons:          decision reason value -> count (the policy's own reasons).
+    savings_pct:      baseline policy name -> 100 × (baseline cost − this cost) / baseline cost,
+                      for every time-based baseline in the run.
+    """
+
+    name: str
+    kind: str
+    total: Totals
+    per_model: dict[str, Totals]
+    series: dict[str, Series]
+    reasons: dict[str, int] = field(default_factory=dict)
+    savings_pct: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationResult:
+    """Everything the report shows.
+
+    trace:        short description of the input (file, format, requests, models, span).
+    duration_s:   simulated seconds.
+    seed:         the seed used (same seed, same result).
+    slo_wait_s:   the queue-wait SLO the attainment figures use, seconds.
+    step_s:       sampling step of the series, seconds.
+    policies:     one result per policy, in scenario order.
+    assumptions:  human-readable lines naming defaults the run used (GPU type, prices, delays).
+    """
+
+    trace: str
+    duration_s: float
+    seed: int
+    slo_wait_s: float
+    step_s: float
+    policies: list[PolicyResult]
+    assumptions: list[str] = field(default_factory=list)

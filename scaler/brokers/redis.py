@@ -1,0 +1,155 @@
+"""Celery queue depth on a Redis broker, counted exactly as kombu counts it.
+
+Key layout (kombu/transport/redis.py, kombu 5.x; DESIGN.md §4):
+
+- queue ``q`` with ``priority_steps`` ``[0, 3, 6, 9]`` and ``sep`` ``"\\x06\\x16"`` lives in the lists
+  ``q``, ``q\\x06\\x163``, ``q\\x06\\x166``, ``q\\x06\\x169`` (``Channel._q_for_pri``: step 0 is the
+  bare name, every other step is ``queue + sep + str(step)``);
+- ``Channel._size(q)`` is the sum of LLEN over those lists, pipelined;
+- ``global_keyprefix`` is prepended to every key, the lists and the ``unacked`` hash alike
+  (``GlobalKeyPrefixMixin``: LLEN, HSET, ... all take the prefixed key);
+- a task a worker has reserved but not acked sits in the ``unacked`` hash, its value the JSON
+  ``[message, exchange, routing_key]`` (``QoS.append``).
+
+One ``read`` is one pipelined round trip (``transaction=False``): the LLENs of every queue and
+step, plus, when in-flight tasks are asked for, one ``EVAL`` of a small Lua script that counts the
+``unacked`` entries whose routing key names one of the spec's queues (Celery routes a task for
+queue ``q`` with routing key ``q`` unless told otherwise). The script walks the whole hash inside
+Redis: O(unacked entries) server time per read, no extra round trip. ``EVAL`` (not ``EVALSHA``) is
+used so a restarted Redis without the script cached costs nothing extra: the script text is ~0.6 kB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from scaler.brokers.redact import redact_text, redact_url
+from scaler.ports import BrokerTimeout, BrokerUnavailable, Depth, QueueSpec
+
+# kombu Channel.unacked_key (transport option ``unacked_key``), before the global prefix.
+UNACKED_KEY = "unacked"
+
+# KEYS[1]: the (prefixed) unacked hash. ARGV: the queue names (routing keys) to count.
+# The routing key is the last JSON string of the value; a fast tail match reads it when it has no
+# escapes, and cjson decodes the value otherwise.
+COUNT_UNACKED_LUA = r"""
+local wanted = {}
+for i = 1, #ARGV do wanted[ARGV[i]] = true end
+local n = 0
+local values = redis.call('HVALS', KEYS[1])
+for i = 1, #values do
+  local v = values[i]
+  local rk = string.match(v, '[,%[]%s*"([^"\\]*)"%s*%]%s*$')
+  if rk == nil then
+    local ok, decoded = pcall(cjson.decode, v)
+    if ok and type(decoded) == 'table' and type(decoded[3]) == 'string' then
+      rk = decoded[3]
+    end
+  end
+  if rk ~= nil and wanted[rk] then n = n + 1 end
+end
+return n
+"""
+
+
+class BrokerResponseError(BrokerUnavailable):
+    """Redis answered with an error (e.g. WRONGTYPE: a queue key is not a list)."""
+
+
+def priority_list_name(queue: str, step: int, sep: str) -> str:
+    """kombu ``Channel._q_for_pri`` for a step of ``priority_steps``: step 0 is the bare name."""
+    return f"{queue}{sep}{step}" if step else queue
+
+
+@functools.lru_cache(maxsize=16384)
+def list_keys(spec: QueueSpec) -> tuple[str, ...]:
+    """Every Redis list holding the spec's waiting tasks, ``key_prefix`` applied, queue-major."""
+    return tuple(
+        spec.key_prefix + priority_list_name(queue, step, spec.sep)
+        for queue in spec.queues
+        for step in spec.priority_steps
+    )
+
+
+def open_client(url: str, timeout_s: float, max_connections: int = 256) -> aioredis.Redis:
+    """An asyncio Redis client that fails fast: socket and connect timeouts of ``timeout_s``
+    seconds, no retries (the caller's next read reconnects), bytes responses."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        max_connections=max_connections,
+        decode_responses=False,
+    )
+
+
+class RedisBrokerReader:
+    """``ports.BrokerReader`` for a Celery Redis broker.
+
+    url:       ``redis://``, ``rediss://`` or ``unix://`` URL; its password never appears in errors.
+    timeout_s: whole-read deadline, seconds (> 0): a read that has not finished by then raises
+               ``BrokerTimeout``; a refused or dropped connection raises ``BrokerUnavailable``.
+    round_trips: pipelined round trips attempted so far (one per ``read``), for benchmarks.
+    """
+
+    def __init__(self, url: str, timeout_s: float = 1.0, *, max_connections: int = 256) -> None:
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        self._url = url
+        self._timeout_s = timeout_s
+        self.safe_url = redact_url(url)
+        try:
+            self._client = open_client(url, timeout_s, max_connections)
+        except ValueError as exc:
+            raise ValueError(
+                f"bad broker URL {self.safe_url}: {redact_text(str(exc), url)}"
+            ) from None
+        self.round_trips = 0
+
+    async def read(self, spec: QueueSpec) -> Depth:
+        """Pending (and, if asked, in-flight) tasks of ``spec``'s queues, in one round trip."""
+        keys = list_keys(spec)
+        self.round_trips += 1
+        try:
+            async with (
+                asyncio.timeout(self._timeout_s),
+                self._client.pipeline(transaction=False) as pipe,
+            ):
+                for key in keys:
+                    pipe.llen(key)
+                if spec.include_unacked:
+                    pipe.eval(COUNT_UNACKED_LUA, 1, spec.key_prefix + UNACKED_KEY, *spec.queues)
+                results = await pipe.execute()
+        except (TimeoutError, RedisTimeoutError) as exc:
+            raise BrokerTimeout(
+                f"redis broker {self.safe_url} did not answer within {self._timeout_s:g} s"
+            ) from _scrubbed(exc, self._url)
+        except ResponseError as exc:
+            raise BrokerResponseError(
+                f"redis broker {self.safe_url} refused the read: {redact_text(str(exc), self._url)}"
+            ) from None
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(
+                f"redis broker {self.safe_url} unavailable: {redact_text(str(exc), self._url)}"
+            ) from None
+        pending = sum(int(n) for n in results[: len(keys)])
+        in_flight = int(results[len(keys)]) if spec.include_unacked else None
+        return Depth(pending=pending, in_flight=in_flight)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _scrubbed(exc: BaseException, url: str) -> BaseException | None:
+    """The cause to chain, or None when its text would leak a secret of ``url``."""
+    text = str(exc)
+    return exc if redact_text(text, url) == text else None

@@ -7,7 +7,7 @@ Rules (docs/policy.md has them with worked examples):
   - P / B > scale_up_pending: scale up at once to ceil(P' / scale_up_pending) replicas, where P'
     is the larger of P and the backlog projected ``lookahead_s`` ahead from the recent growth rate.
   - P' / B > scale_up_pending only through the projection: same, reason ``scale-up-lookahead``.
-  - P / B < scale_down_pending for a whole ``stabilization_window_s`` (and the policy has watched a
+  - P / B < scale_down_pending (or P = 0) for a whole ``stabilization_window_s`` (and the policy has watched a
     whole window since it started): remove ``scale_down_step`` replicas, never below
     ``min_replicas`` nor below ceil(in_flight / replica_concurrency); each further step needs a
     fresh window. The last replica goes only after a whole window with nothing pending and
@@ -173,13 +173,14 @@ def _decide_replicas(
             f"{obs.pending} pending growing {rate:.2f}/s: projected {projected:.0f} in "
             f"{config.lookahead_s:g}s on {base} replicas > {up:g}/replica: scale up to {new_base}"
         )
-    elif obs.pending / base < down:
+    elif obs.pending / base < down or obs.pending == 0:
         low_since = at if state.low_since_s is None else state.low_since_s
         window = config.stabilization_window_s
         waited = min(at - low_since, at - first_seen)
         target = max(base - config.scale_down_step, in_flight_floor, 0)
-        if target == 0 and not (idle_since is not None and at - idle_since >= window):
-            target = max(target, 1)
+        last_stays = target == 0 and not (idle_since is not None and at - idle_since >= window)
+        if last_stays:
+            target = 1
         min_base = max(config.min_replicas - buffer, 0)
         if waited < window:
             new_base = base
@@ -187,6 +188,14 @@ def _decide_replicas(
             detail = (
                 f"{obs.pending} pending on {base} replicas < {down:g}/replica for {waited:.0f}s "
                 f"of a {window:g}s window: hold"
+            )
+        elif target >= base and last_stays and in_flight_floor < 1:
+            new_base = base
+            reason = Reason.HOLD_STABILIZING
+            idle_for = 0.0 if idle_since is None else at - idle_since
+            detail = (
+                f"{obs.pending} pending on the last replica: it goes only after {window:g}s "
+                f"with nothing pending or in flight (idle for {idle_for:.0f}s): hold"
             )
         elif target >= base:
             new_base = base

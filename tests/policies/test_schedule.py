@@ -1,0 +1,230 @@
+"""Time-based policies: schedule lookups by wall-clock hour, the hindsight builder, peak sizing."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from policies.schedule import (
+    HOURS_PER_DAY,
+    HOURS_PER_WEEK,
+    ScheduleError,
+    SchedulePolicy,
+    business_hours,
+    hindsight_schedule,
+    peak_replicas,
+    replicas_for_rate,
+    window_peaks,
+)
+from policies.types import Observation, Reason
+
+# Monday 2026-11-30 00:00 UTC, Unix seconds.
+MONDAY = datetime(2026, 11, 30, tzinfo=UTC).timestamp()
+HOUR = 3600.0
+DAY = 24 * HOUR
+WEEK = 7 * DAY
+
+
+def desired_at(policy: SchedulePolicy, at_s: float) -> int:
+    decision, state = policy.decide(Observation(at_s=at_s, pending=0), policy.initial_state())
+    assert state is None
+    assert decision.reason is Reason.SCHEDULE
+    assert decision.metric_value == decision.desired
+    return decision.desired
+
+
+@pytest.mark.parametrize(
+    ("label", "offset_s", "expected"),
+    [
+        ("Monday 07:59:59 is still night", 7 * HOUR + 59 * 60 + 59, 1),
+        ("Monday 08:00:00 opens", 8 * HOUR, 6),
+        ("Monday 19:59:59 still open", 19 * HOUR + 59 * 60 + 59, 6),
+        ("Monday 20:00:00 closes", 20 * HOUR, 1),
+        ("Friday 12:00 open", 4 * DAY + 12 * HOUR, 6),
+        ("Saturday 12:00 is weekend", 5 * DAY + 12 * HOUR, 1),
+        ("Sunday 08:00 is weekend", 6 * DAY + 8 * HOUR, 1),
+        ("next Monday 08:00 opens again", WEEK + 8 * HOUR, 6),
+    ],
+)
+def test_business_hours_boundaries(label: str, offset_s: float, expected: int) -> None:
+    # The trace starts on a Monday at midnight UTC; at_s counts from there.
+    policy = business_hours(6, 1, start_epoch_s=MONDAY)
+    assert desired_at(policy, offset_s) == expected, label
+
+
+def test_business_hours_in_a_time_zone() -> None:
+    # 07:00 UTC is 08:00 at UTC+1: the office there has opened, one at UTC has not.
+    plus_one = business_hours(6, 1, start_epoch_s=MONDAY, tz=timezone(timedelta(hours=1)))
+    at_utc = business_hours(6, 1, start_epoch_s=MONDAY)
+    assert desired_at(plus_one, 7 * HOUR) == 6
+    assert desired_at(at_utc, 7 * HOUR) == 1
+    # 19:30 UTC is 20:30 at UTC+1: closed there, open at UTC.
+    assert desired_at(plus_one, 19.5 * HOUR) == 1
+    assert desired_at(at_utc, 19.5 * HOUR) == 6
+
+
+def test_business_hours_follow_daylight_saving() -> None:
+    zoneinfo = pytest.importorskip("zoneinfo")
+    try:
+        new_york = zoneinfo.ZoneInfo("America/New_York")
+    except zoneinfo.ZoneInfoNotFoundError:
+        pytest.skip("no time zone database on this machine")
+    policy = business_hours(6, 1, tz=new_york)
+    # Monday 2026-03-02 (EST, UTC-5): 08:00 local is 13:00 UTC.
+    winter = datetime(2026, 3, 2, 13, tzinfo=UTC).timestamp()
+    # Monday 2026-03-09 (EDT after the 8 March change, UTC-4): 08:00 local is 12:00 UTC.
+    summer = datetime(2026, 3, 9, 12, tzinfo=UTC).timestamp()
+    assert desired_at(policy, winter - 1) == 1
+    assert desired_at(policy, winter) == 6
+    assert desired_at(policy, summer - 1) == 1
+    assert desired_at(policy, summer) == 6
+
+
+schedules = st.lists(st.integers(0, 50), min_size=HOURS_PER_WEEK, max_size=HOURS_PER_WEEK)
+
+
+@given(
+    replicas=schedules,
+    week=st.integers(-3, 200),
+    slot=st.integers(0, HOURS_PER_WEEK - 1),
+    into_hour_s=st.floats(0, HOUR, exclude_max=True),
+    start_shift_s=st.floats(-1e7, 1e7),
+)
+def test_weekly_lookup_hits_the_hour(
+    replicas: list[int], week: int, slot: int, into_hour_s: float, start_shift_s: float
+) -> None:
+    # Any instant inside hour-of-week `slot` (built from Monday midnight UTC), whatever the trace
+    # start offset, gets that slot's replicas.
+    start = MONDAY + start_shift_s
+    policy = SchedulePolicy(tuple(replicas), start_epoch_s=start)
+    wall = MONDAY + week * WEEK + slot * HOUR + into_hour_s
+    if int((wall - MONDAY) // HOUR) % HOURS_PER_WEEK != slot:
+        return  # float rounding carried the instant over the boundary
+    assert desired_at(policy, wall - start) == replicas[slot]
+
+
+@given(
+    replicas=st.lists(st.integers(0, 50), min_size=HOURS_PER_DAY, max_size=HOURS_PER_DAY),
+    at_s=st.floats(0, 1e9),
+)
+def test_daily_schedule_stays_within_its_bounds(replicas: list[int], at_s: float) -> None:
+    desired = desired_at(SchedulePolicy(tuple(replicas)), at_s)
+    assert min(replicas) <= desired <= max(replicas)
+    assert desired in replicas
+
+
+@pytest.mark.parametrize(
+    ("label", "kwargs", "field"),
+    [
+        ("23 hours", {"replicas": (1,) * 23}, "replicas"),
+        ("negative slot", {"replicas": (1,) * 5 + (-1,) + (1,) * 18}, "replicas[5]"),
+        ("infinite start", {"replicas": (1,) * 24, "start_epoch_s": float("inf")}, "start_epoch_s"),
+    ],
+)
+def test_bad_schedule_names_its_field(label: str, kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ScheduleError, match="^" + re.escape(field)):
+        SchedulePolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_business_hours() -> None:
+    with pytest.raises(ScheduleError, match="start_hour"):
+        business_hours(2, 1, start_hour=20, end_hour=8)
+    with pytest.raises(ScheduleError, match="weekdays"):
+        business_hours(2, 1, weekdays=[7])
+
+
+def test_replicas_for_rate_table() -> None:
+    # (rate rps, replica rps, target utilization) -> replicas, worked by hand.
+    cases = [
+        (8.0, 10.0, 0.8, 1),  # 8 / (10 × 0.8) = 1 exactly
+        (8.01, 10.0, 0.8, 2),
+        (0.0, 10.0, 0.8, 0),
+        (0.001, 10.0, 0.8, 1),
+        (30.0, 10.0, 1.0, 3),
+        (37.0, 37.0, 0.8, 2),  # one H100 replica of Llama-3-8B at 80% serves 29.6 req/s
+    ]
+    for rate, replica_rps, util, expected in cases:
+        assert replicas_for_rate(rate, replica_rps, util) == expected, (rate, replica_rps, util)
+    with pytest.raises(ScheduleError, match="target_utilization"):
+        replicas_for_rate(1.0, 1.0, 0.0)
+    with pytest.raises(ScheduleError, match="replica_rps"):
+        replicas_for_rate(1.0, 0.0, 0.5)
+
+
+def test_hindsight_schedule_takes_each_hours_busiest_window() -> None:
+    # The trace starts Monday 00:00 UTC.
+    day1_10h05 = 10 * HOUR + 5 * 60
+    day2_10h20 = DAY + 10 * HOUR + 20 * 60
+    arrivals = (
+        [day1_10h05 + i for i in range(30)]  # 30 in 10:05-10:10 on Monday
+        + [day2_10h20 + 2 * i for i in range(60)]  # 60 in 10:20-10:25 on Tuesday: the peak
+        + [3 * HOUR + 10.0]  # one at 03:00
+        + [10 * HOUR + 59 * 60 + 59.5]  # 10:59:59.5 belongs to hour 10
+        + [11 * HOUR]  # 11:00:00 belongs to hour 11
+    )
+    policy = hindsight_schedule(
+        arrivals, replica_rps=0.1, target_utilization=0.8, start_epoch_s=MONDAY
+    )
+    # Hour 10: 60 requests / 300 s = 0.2 req/s; one replica at 80% serves 0.08 -> ceil(2.5) = 3.
+    expected = [0] * 24
+    expected[10] = 3
+    expected[3] = 1  # 1/300 req/s still needs a replica
+    expected[11] = 1
+    assert list(policy.replicas) == expected
+    assert policy.name == "hindsight-schedule"
+    assert desired_at(policy, 2 * DAY + 10 * HOUR + 30 * 60) == 3  # Wednesday 10:30
+    assert desired_at(policy, 2 * DAY + 12 * HOUR) == 0
+
+
+def test_hindsight_weekly_tells_days_apart() -> None:
+    arrivals = [HOUR + i for i in range(30)] + [DAY + HOUR + i for i in range(3)]
+    policy = hindsight_schedule(
+        arrivals, replica_rps=0.01, target_utilization=1.0, start_epoch_s=MONDAY, weekly=True
+    )
+    assert policy.replicas[1] == 10  # Monday 01:00: 30/300 = 0.1 req/s on 0.01 per replica
+    assert policy.replicas[24 + 1] == 1  # Tuesday 01:00: 3/300 = 0.01 req/s
+    assert sum(policy.replicas) == 11
+
+
+def test_window_must_divide_a_quarter_hour() -> None:
+    with pytest.raises(ScheduleError, match="window_s"):
+        window_peaks([1.0], window_s=420)
+    with pytest.raises(ScheduleError, match="window_s"):
+        peak_replicas([1.0], replica_rps=1.0, target_utilization=1.0, window_s=0)
+
+
+arrival_lists = st.lists(st.floats(0, 3 * DAY), max_size=300)
+
+
+@given(arrivals=arrival_lists, shift=st.integers(0, 96).map(lambda q: q * 900.0))
+def test_static_peak_is_the_largest_hindsight_hour(arrivals: list[float], shift: float) -> None:
+    kwargs = {"replica_rps": 0.05, "target_utilization": 0.7, "start_epoch_s": MONDAY + shift}
+    schedule = hindsight_schedule(arrivals, **kwargs)  # type: ignore[arg-type]
+    assert max(schedule.replicas) == peak_replicas(arrivals, **kwargs)  # type: ignore[arg-type]
+
+
+@given(arrivals=arrival_lists)
+def test_hindsight_covers_every_window(arrivals: list[float]) -> None:
+    # Whatever arrives in any aligned 5-minute window, the schedule's replicas for that hour
+    # serve it at the target utilization.
+    replica_rps, util = 0.05, 0.7
+    policy = hindsight_schedule(
+        arrivals, replica_rps=replica_rps, target_utilization=util, start_epoch_s=MONDAY
+    )
+    counts: dict[int, int] = {}
+    for t in arrivals:
+        counts[int(t // 300)] = counts.get(int(t // 300), 0) + 1
+    for window, count in counts.items():
+        hour = int(window * 300 // HOUR) % 24
+        assert policy.replicas[hour] * replica_rps * util >= count / 300 - 1e-9
+
+
+@given(arrivals=arrival_lists, copies=st.integers(2, 4))
+def test_more_traffic_never_needs_fewer_replicas(arrivals: list[float], copies: int) -> None:
+    base = hindsight_schedule(arrivals, replica_rps=0.05, target_utilization=0.7)
+    more = hindsight_schedule(arrivals * copies, replica_rps=0.05, target_utilization=0.7)
+    assert all(m >= b for m, b in zip(more.replicas, base.replicas, strict=True))

@@ -1,0 +1,333 @@
+"""The Redis broker reader against real Celery publishing on a private redis-server, checked
+against kombu's own count (``Channel._size``; without a key prefix also the passive
+``queue_declare`` that AMQP clients use)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from celery import Celery
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kombu import Connection, Queue
+
+from scaler.brokers import open_broker
+from scaler.brokers.redis import BrokerResponseError, RedisBrokerReader, list_keys
+from scaler.ports import BrokerTimeout, BrokerUnavailable, Depth, QueueSpec
+from tests.conftest import RedisServer, free_port
+
+pytestmark = pytest.mark.redis
+
+TASK = "depthscale.tests.infer"
+
+
+def celery_app(url: str, **transport_options: Any) -> Celery:
+    app = Celery("depthscale-tests", broker=url, set_as_current=False)
+    app.conf.broker_transport_options = transport_options
+    return app
+
+
+def publish(app: Celery, jobs: list[tuple[str, int]]) -> None:
+    """Real Celery publishing: one task per (queue, priority)."""
+    with app.producer_or_acquire() as producer:
+        for queue, priority in jobs:
+            app.send_task(TASK, args=(queue,), queue=queue, priority=priority, producer=producer)
+
+
+def kombu_size(app: Celery, queue: str) -> int:
+    with app.connection() as conn:
+        return int(conn.default_channel._size(queue))
+
+
+def read(url: str, spec: QueueSpec, timeout_s: float = 1.0) -> Depth:
+    async def main() -> Depth:
+        reader = RedisBrokerReader(url, timeout_s)
+        try:
+            return await reader.read(spec)
+        finally:
+            await reader.close()
+
+    return asyncio.run(main())
+
+
+@contextmanager
+def reserved(app: Celery, queue: str, count: int) -> Iterator[Connection]:
+    """A real kombu consumer that takes ``count`` tasks from ``queue`` and does not ack them (as a
+    prefetching Celery worker does). Leaving the block closes it: kombu restores them."""
+    conn = app.connection()
+    conn.connect()
+    got: list[Any] = []
+    consumer = conn.Consumer(
+        Queue(queue), callbacks=[lambda body, message: got.append(message)], accept=["json"]
+    )
+    consumer.qos(prefetch_count=count)
+    consumer.consume()
+    try:
+        while len(got) < count:
+            conn.drain_events(timeout=5)
+        yield conn
+    finally:
+        consumer.cancel()
+        conn.release()
+
+
+# ---- pending: exactly kombu's count ------------------------------------------------------------
+
+JOBS = [
+    ("llama-3-8b", 0), ("llama-3-8b", 0), ("llama-3-8b", 2), ("llama-3-8b", 3),
+    ("llama-3-8b", 5), ("llama-3-8b", 9), ("llama-3-8b", 9),
+    ("llama-3-8b-batch", 6), ("llama-3-8b-batch", 8), ("llama-3-8b-batch", 1),
+    ("llama-3-70b", 4), ("llama-3-70b", 7), ("llama-3-70b", 9),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("prefix", "steps"),
+    [
+        pytest.param("", (0, 3, 6, 9), id="no-prefix-default-steps"),
+        pytest.param("tenant-a:", (0, 3, 6, 9), id="prefix-default-steps"),
+        pytest.param("tenant-b/", (0, 2, 4, 6, 8), id="prefix-custom-steps"),
+    ],
+)
+def test_pending_matches_kombu_size(
+    redis_server: RedisServer, prefix: str, steps: tuple[int, ...]
+) -> None:
+    options: dict[str, Any] = {"priority_steps": list(steps)}
+    if prefix:
+        options["global_keyprefix"] = prefix
+    app = celery_app(redis_server.url, **options)
+    publish(app, JOBS)
+
+    spec_8b = QueueSpec(("llama-3-8b", "llama-3-8b-batch"), priority_steps=steps, key_prefix=prefix)
+    spec_70b = QueueSpec(("llama-3-70b",), priority_steps=steps, key_prefix=prefix)
+
+    assert read(redis_server.url, spec_8b).pending == (
+        kombu_size(app, "llama-3-8b") + kombu_size(app, "llama-3-8b-batch")
+    )
+    assert read(redis_server.url, spec_70b).pending == kombu_size(app, "llama-3-70b")
+    # and kombu's count is the number we published: the priority lists are all there.
+    assert read(redis_server.url, spec_8b).pending == 10
+    assert read(redis_server.url, spec_70b).in_flight is None
+
+
+def test_without_prefix_matches_passive_queue_declare(redis_server: RedisServer) -> None:
+    app = celery_app(redis_server.url)
+    publish(app, JOBS)
+    with app.connection() as conn:
+        declared = conn.default_channel.queue_declare("llama-3-70b", passive=True)
+    assert read(redis_server.url, QueueSpec(("llama-3-70b",))).pending == declared.message_count
+
+
+def test_a_prefixed_broker_is_invisible_without_the_prefix(redis_server: RedisServer) -> None:
+    # The trap keyPrefix exists for: the same queue name read unprefixed finds nothing.
+    app = celery_app(redis_server.url, global_keyprefix="celery-prod:")
+    publish(app, JOBS)
+    assert read(redis_server.url, QueueSpec(("llama-3-70b",))).pending == 0
+    assert read(redis_server.url, QueueSpec(("llama-3-70b",), key_prefix="celery-prod:")).pending
+
+
+def test_a_single_list_read_misses_priority_lists(redis_server: RedisServer) -> None:
+    # What KEDA's built-in Redis scaler sees (one list) versus the whole queue.
+    app = celery_app(redis_server.url)
+    publish(app, JOBS)
+    one_list = read(redis_server.url, QueueSpec(("llama-3-70b",), priority_steps=(0,))).pending
+    assert one_list < read(redis_server.url, QueueSpec(("llama-3-70b",))).pending
+
+
+QUEUES = ("q-a", "q-b", "q-c")
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    jobs=st.lists(st.tuples(st.sampled_from(QUEUES), st.integers(0, 9)), max_size=25),
+    counted=st.sets(st.sampled_from(QUEUES), min_size=1),
+)
+def test_any_mix_of_priorities_and_queues_matches_kombu(
+    redis_server: RedisServer, jobs: list[tuple[str, int]], counted: set[str]
+) -> None:
+    app = celery_app(redis_server.url, global_keyprefix="h:")
+    with app.connection() as conn:
+        conn.default_channel.client.flushdb()
+    publish(app, jobs)
+    spec = QueueSpec(tuple(sorted(counted)), key_prefix="h:")
+    assert read(redis_server.url, spec).pending == sum(kombu_size(app, q) for q in counted)
+
+
+# ---- in flight: reserved, not acked ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["", "tenant-a:"])
+def test_reserved_tasks_count_as_in_flight_for_their_queue_only(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    app = (
+        celery_app(redis_server.url, global_keyprefix=prefix)
+        if prefix
+        else celery_app(redis_server.url)
+    )
+    publish(app, [("llama-3-8b", p) for p in range(8)] + [("llama-3-70b", 5)] * 4)
+    spec_8b = QueueSpec(("llama-3-8b",), key_prefix=prefix, include_unacked=True)
+    spec_70b = QueueSpec(("llama-3-70b",), key_prefix=prefix, include_unacked=True)
+
+    with reserved(app, "llama-3-8b", 3), reserved(app, "llama-3-70b", 1):
+        depth_8b = read(redis_server.url, spec_8b)
+        depth_70b = read(redis_server.url, spec_70b)
+        size_8b = kombu_size(app, "llama-3-8b")
+
+    assert depth_8b == Depth(pending=size_8b, in_flight=3)
+    assert depth_8b.pending == 5
+    assert depth_70b == Depth(pending=3, in_flight=1)
+    # The consumers closed without acking: kombu put the tasks back in the lists.
+    assert read(redis_server.url, spec_8b) == Depth(pending=8, in_flight=0)
+
+
+def test_in_flight_for_a_queue_name_json_escapes(redis_server: RedisServer) -> None:
+    # kombu stores the routing key JSON-escaped ("mod\u00e8le"): the script must decode it.
+    app = celery_app(redis_server.url)
+    publish(app, [("modèle-fr", 1), ("modèle-fr", 4), ('quote"queue', 0)])
+    with reserved(app, "modèle-fr", 2), reserved(app, 'quote"queue', 1):
+        depth = read(redis_server.url, QueueSpec(("modèle-fr",), include_unacked=True))
+        quoted = read(redis_server.url, QueueSpec(('quote"queue',), include_unacked=True))
+    assert depth == Depth(pending=0, in_flight=2)
+    assert quoted == Depth(pending=0, in_flight=1)
+
+
+# ---- failures: never a made-up 0 ---------------------------------------------------------------
+
+
+def test_broker_killed_mid_run_then_back_on_the_same_port(redis_server: RedisServer) -> None:
+    app = celery_app(redis_server.url)
+    spec = QueueSpec(("llama-3-8b",))
+
+    async def scenario() -> list[object]:
+        reader = RedisBrokerReader(redis_server.url, timeout_s=1.0)
+        out: list[object] = []
+        publish(app, [("llama-3-8b", 0)] * 3)
+        out.append(await reader.read(spec))
+        redis_server.stop()  # the broker dies under an open connection pool
+        for _ in range(2):
+            try:
+                out.append(await reader.read(spec))
+            except BrokerUnavailable as exc:
+                out.append(exc)
+        redis_server.start()  # back, empty (no persistence), same port
+        publish(app, [("llama-3-8b", 9)] * 2)
+        out.append(await reader.read(spec))
+        await reader.close()
+        return out
+
+    before, down_1, down_2, after = asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    assert before == Depth(pending=3)
+    assert isinstance(down_1, BrokerUnavailable)
+    assert isinstance(down_2, BrokerUnavailable)
+    assert after == Depth(pending=2)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers: a hung broker."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_a_hung_broker_times_out_instead_of_waiting(silent_server: int) -> None:
+    url = f"redis://127.0.0.1:{silent_server}/0"
+    with pytest.raises(BrokerTimeout, match=r"did not answer within 0\.3 s"):
+        read(url, QueueSpec(("llama-3-8b",)), timeout_s=0.3)
+
+
+def test_a_paused_broker_times_out_then_the_next_read_succeeds(redis_server: RedisServer) -> None:
+    app = celery_app(redis_server.url)
+    publish(app, [("q", 3)] * 4)
+    spec = QueueSpec(("q",))
+
+    async def scenario() -> tuple[object, Depth]:
+        reader = RedisBrokerReader(redis_server.url, timeout_s=0.3)
+        await reader.read(spec)  # a pooled connection exists
+        with app.connection() as conn:
+            conn.default_channel.client.execute_command("CLIENT", "PAUSE", "800", "ALL")
+        try:
+            slow: object = await reader.read(spec)
+        except BrokerUnavailable as exc:
+            slow = exc
+        await asyncio.sleep(0.8)  # the pause ends
+        after = await reader.read(spec)
+        await reader.close()
+        return slow, after
+
+    slow, after = asyncio.run(scenario())
+    assert isinstance(slow, BrokerTimeout)
+    assert after == Depth(pending=4)
+
+
+def test_refused_connection_error_hides_the_password() -> None:
+    url = f"redis://scaler:s3cr%40t-pw@127.0.0.1:{free_port()}/0"
+    with pytest.raises(BrokerUnavailable) as info:
+        read(url, QueueSpec(("q",)))
+    text = str(info.value)
+    assert "s3cr" not in text
+    assert "scaler:***@127.0.0.1" in text
+    assert info.value.__cause__ is None or "s3cr" not in str(info.value.__cause__)
+
+
+def test_a_key_of_the_wrong_type_is_an_error_not_zero(redis_server: RedisServer) -> None:
+    app = celery_app(redis_server.url)
+    with app.connection() as conn:
+        conn.default_channel.client.set("llama-3-8b\x06\x163", "not a list")
+    with pytest.raises(BrokerResponseError, match="WRONGTYPE"):
+        read(redis_server.url, QueueSpec(("llama-3-8b",)))
+
+
+# ---- small pure parts -------------------------------------------------------------------------
+
+
+def test_list_keys_follow_kombu_naming() -> None:
+    spec = QueueSpec(("a", "b"), priority_steps=(0, 5), key_prefix="p:")
+    assert list_keys(spec) == ("p:a", "p:a\x06\x165", "p:b", "p:b\x06\x165")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        pytest.param(
+            "amqp://u:pw@rabbit:5672//", "unsupported broker URL scheme 'amqp'", id="amqp"
+        ),
+        pytest.param("http://u:pw@host/", "u:\\*\\*\\*@host", id="redacted"),
+    ],
+)
+def test_open_broker_refuses_other_schemes(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as info:
+        open_broker(url)
+    assert ":pw@" not in str(info.value)

@@ -1,0 +1,113 @@
+"""Build and run the scaler: a grpc.aio server (ExternalScaler + gRPC health) and ``/metrics``.
+
+``start`` returns a ``RunningServer`` bound to real ports (0 picks a free one, which tests use);
+``serve_forever`` is what ``depthscale serve`` runs until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import start_http_server
+
+from proto import externalscaler_pb2, externalscaler_pb2_grpc
+from scaler.service import ScalerService
+from scaler.servicer import ExternalScalerServicer
+
+log = logging.getLogger("depthscale.server")
+
+SERVICE_NAME = externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+GRACE_S = 5.0
+"""Seconds in-flight RPCs get to finish on shutdown."""
+
+
+@dataclass
+class RunningServer:
+    """A started scaler. ``port``/``metrics_port`` are the bound ports (None: no metrics)."""
+
+    grpc_server: grpc.aio.Server
+    service: ScalerService
+    health: health.aio.HealthServicer
+    port: int
+    metrics_port: int | None
+    _metrics_http: tuple[WSGIServer, threading.Thread] | None = None
+
+    async def stop(self, grace_s: float = GRACE_S) -> None:
+        """Report NOT_SERVING, let RPCs finish for ``grace_s`` seconds, close brokers/store."""
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(grace_s)
+        if self._metrics_http is not None:
+            http, thread = self._metrics_http
+            http.shutdown()
+            http.server_close()
+            thread.join(timeout=5)
+        await self.service.close()
+
+
+async def start(
+    service: ScalerService,
+    *,
+    port: int,
+    metrics_port: int | None = None,
+    host: str = "0.0.0.0",
+) -> RunningServer:
+    """Bind the gRPC server on ``host:port`` and, unless None, ``/metrics`` on ``metrics_port``.
+    Raises ``OSError`` naming the port when one cannot be bound."""
+    server = grpc.aio.server()
+    externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(
+        ExternalScalerServicer(service), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    address = f"[::]:{port}" if host in ("0.0.0.0", "::") else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen for gRPC on {address}: {exc}") from None
+    if bound == 0:
+        raise OSError(f"cannot listen for gRPC on {address}")
+    metrics_http = None
+    bound_metrics: int | None = None
+    if metrics_port is not None:
+        try:
+            metrics_http = start_http_server(
+                metrics_port, addr=host, registry=service.metrics.registry
+            )
+        except OSError as exc:
+            raise OSError(
+                f"cannot serve /metrics on {host}:{metrics_port}: {exc.strerror}"
+            ) from None
+        bound_metrics = int(metrics_http[0].server_port)
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "serving gRPC on %s, metrics on %s",
+        address.replace(f":{port}", f":{bound}"),
+        bound_metrics if bound_metrics is not None else "off",
+        extra={"fields": {"event": "start", "port": bound, "metrics_port": bound_metrics}},
+    )
+    return RunningServer(server, service, health_servicer, bound, bound_metrics, metrics_http)
+
+
+async def serve_forever(
+    service: ScalerService, *, port: int, metrics_port: int | None, host: str = "0.0.0.0"
+) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    running = await start(service, port=port, metrics_port=metrics_port, host=host)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down", extra={"fields": {"event": "stop"}})
+        await running.stop()

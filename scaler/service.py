@@ -1,0 +1,386 @@
+"""The scaler's logic behind the gRPC surface: metadata → broker read → policy → shared state.
+
+Collect, decide, act in three places (Knative's lesson): the broker reader collects, the policy
+decides, KEDA and the HPA act. This module only orchestrates, and it sees nothing but the ports
+(``scaler/ports.py``), so its tests run on in-process fakes.
+
+KEDA asks the same ScaledObject several times a minute (DESIGN.md §2: GetMetricSpec, GetMetrics,
+IsActive on every polling interval, and again on every HPA sync), so:
+
+- one *evaluation* (broker read + decision) per trigger per ``cache_s`` seconds answers all three
+  RPCs alike; concurrent callers of a trigger whose evaluation is under way await the same task;
+- the clock is read once per evaluation, here at the edge, and handed to the policy as ``at_s``;
+- every decision goes through the ``StateStore`` with compare-and-set: the replica that loses
+  adopts the winner's fresh decision, so two scaler replicas answer alike; a record written less
+  than ``cache_s`` ago by any replica is answered from without reading the broker again;
+- errors are never a made-up 0: bad metadata raises ``MetadataError``; a broker or state store
+  that fails or does not answer within ``broker_timeout_s`` raises ``BrokerUnavailable``.
+
+Where replica counts come from: KEDA never tells an external scaler how many replicas run, so the
+observation leaves ``ready``/``warming`` as None and the policy counts on its own past decisions
+(kept in the shared state with their timestamps; replicas asked for less than ``warmupSeconds`` ago
+count as warming). docs/scaler.md explains the consequences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from policies.queue_depth import QueueDepthPolicy
+from policies.types import Decision, Observation
+from scaler.metadata import MetadataError, ScalerMetadata, parse_metadata
+from scaler.metrics import ScalerMetrics
+from scaler.ports import BrokerReader, BrokerTimeout, BrokerUnavailable, Depth, Record, StateStore
+
+log = logging.getLogger("depthscale.scaler")
+
+Clock = Callable[[], float]
+"""Returns the current time in seconds (Unix time live, anything monotonic in tests)."""
+
+_Key = tuple[str, str, tuple[tuple[str, str], ...]]
+"""(namespace, name, sorted metadata items): one exact request shape."""
+_T = TypeVar("_T")
+
+METRIC_PREFIX = "depthscale"
+_NOT_METRIC_CHARS = re.compile(r"[^a-z0-9]+")
+_READABLE_CHARS = 40
+
+
+def metric_name(namespace: str, name: str, model: str) -> str:
+    """The trigger's one metric name: lowercase ``[a-z0-9-]``, stable, unique per trigger.
+
+    ``depthscale-<namespace>-<name>-<model>`` folded to the allowed characters and cut to 40 of
+    them, then 8 hex digits of a SHA-256 of the exact triple, so two triggers whose names fold to
+    the same text never share a metric."""
+    readable = _NOT_METRIC_CHARS.sub("-", f"{namespace}-{name}-{model}".lower()).strip("-")
+    readable = readable[:_READABLE_CHARS].strip("-")
+    digest = hashlib.sha256(f"{namespace}/{name}/{model}".encode()).hexdigest()[:8]
+    return f"{METRIC_PREFIX}-{readable}-{digest}" if readable else f"{METRIC_PREFIX}-{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One ScaledObject trigger, resolved: its parsed metadata and the names derived from it.
+
+    key:       identity of this exact request shape (namespace, name, metadata) for the caches.
+    state_key: where its policy state lives in the StateStore (``namespace/name/model``), kept
+               across metadata edits so a threshold change does not forget the window.
+    """
+
+    namespace: str
+    name: str
+    model: str
+    metadata: ScalerMetadata
+    policy: QueueDepthPolicy
+    metric_name: str
+    state_key: str
+    key: _Key
+
+    @property
+    def labels(self) -> tuple[str, str, str]:
+        return (self.namespace, self.name, self.model)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The answer for one trigger at one instant, shared by GetMetricSpec, GetMetrics, IsActive.
+
+    decision:      the policy's decision (desired replicas, reason, metric value).
+    metric_target: the HPA target per replica (AverageValue), > 0.
+    depth:         the broker read behind the decision; None when adopted from another replica.
+    at_s:          when the decision was taken, seconds by the service clock.
+    shared:        True when another replica's (or an earlier process's) record was adopted.
+    """
+
+    decision: Decision
+    metric_target: float
+    depth: Depth | None
+    at_s: float
+    shared: bool = False
+
+
+class StateConflict(BrokerUnavailable):
+    """Compare-and-set kept losing to other scaler replicas; answered UNAVAILABLE."""
+
+
+@dataclass(slots=True)
+class _Caches:
+    targets: dict[_Key, Target] = field(default_factory=dict)
+    evaluations: dict[_Key, Evaluation] = field(default_factory=dict)
+    evaluating: dict[_Key, asyncio.Task[Evaluation]] = field(default_factory=dict)
+    reading: dict[_Key, asyncio.Task[Depth]] = field(default_factory=dict)
+    pruned_at_s: float = 0.0
+
+
+def _settle(running: dict[_Key, asyncio.Task[_T]], key: _Key, task: asyncio.Task[_T]) -> None:
+    """Forget a finished task, marking its exception retrieved (every waiter got it)."""
+    if running.get(key) is task:
+        del running[key]
+    if not task.cancelled():
+        task.exception()
+
+
+MAX_TARGETS = 50_000
+"""Parsed-metadata cache bound (entries); beyond it the cache starts again empty."""
+
+
+class ScalerService:
+    """The external scaler's behaviour, transport-free.
+
+    brokers:          broker name → reader; metadata names one of these keys.
+    store:            where policy state lives (memory, or Redis shared by replicas).
+    clock:            seconds; read once per evaluation.
+    cache_s:          seconds one evaluation answers every RPC for its trigger, > 0.
+    broker_timeout_s: seconds a broker read may take before it counts as unavailable, > 0.
+    stream_poll_s:    seconds between broker reads of each open StreamIsActive, > 0.
+    cas_attempts:     compare-and-set attempts before giving up with UNAVAILABLE, >= 1.
+    """
+
+    def __init__(
+        self,
+        brokers: Mapping[str, BrokerReader],
+        store: StateStore,
+        *,
+        clock: Clock = time.time,
+        cache_s: float = 5.0,
+        broker_timeout_s: float = 1.0,
+        stream_poll_s: float = 0.5,
+        cas_attempts: int = 3,
+        metrics: ScalerMetrics | None = None,
+    ) -> None:
+        for name, value in (
+            ("cache_s", cache_s),
+            ("broker_timeout_s", broker_timeout_s),
+            ("stream_poll_s", stream_poll_s),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds, got {value}")
+        if cas_attempts < 1:
+            raise ValueError(f"cas_attempts must be >= 1, got {cas_attempts}")
+        self.brokers = dict(brokers)
+        self.store = store
+        self.clock = clock
+        self.cache_s = cache_s
+        self.broker_timeout_s = broker_timeout_s
+        self.stream_poll_s = stream_poll_s
+        self.cas_attempts = cas_attempts
+        self.metrics = metrics if metrics is not None else ScalerMetrics()
+        self._caches = _Caches()
+
+    # --- metadata -------------------------------------------------------------------------
+
+    def resolve(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Target:
+        """Parse and check one trigger; raises ``MetadataError`` naming the key at fault."""
+        key = (namespace, name, tuple(sorted(metadata.items())))
+        target = self._caches.targets.get(key)
+        if target is not None:
+            return target
+        if not name:
+            raise MetadataError("name", "the ScaledObject reference has no name")
+        parsed = parse_metadata(metadata)
+        if parsed.broker not in self.brokers:
+            known = ", ".join(sorted(self.brokers)) or "none"
+            raise MetadataError(
+                "broker", f"no broker named {parsed.broker!r} is configured (known: {known})"
+            )
+        model = parsed.model or name
+        target = Target(
+            namespace=namespace,
+            name=name,
+            model=model,
+            metadata=parsed,
+            policy=QueueDepthPolicy(parsed.config),
+            metric_name=metric_name(namespace, name, model),
+            state_key=f"{namespace}/{name}/{model}",
+            key=key,
+        )
+        if len(self._caches.targets) >= MAX_TARGETS:
+            self._caches.targets.clear()
+        self._caches.targets[key] = target
+        return target
+
+    # --- broker ---------------------------------------------------------------------------
+
+    async def read_depth(self, target: Target) -> Depth:
+        """One broker read for the trigger; concurrent reads of one trigger share a round trip.
+        Raises ``BrokerUnavailable`` (``BrokerTimeout`` after ``broker_timeout_s``)."""
+        running = self._caches.reading.get(target.key)
+        if running is None:
+            running = asyncio.create_task(self._read_depth(target))
+            self._caches.reading[target.key] = running
+            running.add_done_callback(lambda t: _settle(self._caches.reading, target.key, t))
+        return await asyncio.shield(running)
+
+    async def _read_depth(self, target: Target) -> Depth:
+        broker = target.metadata.broker
+        self.metrics.broker_reads.labels(broker).inc()
+        try:
+            async with asyncio.timeout(self.broker_timeout_s):
+                return await self.brokers[broker].read(target.metadata.spec)
+        except TimeoutError:
+            self.metrics.broker_errors.labels(broker, "timeout").inc()
+            raise BrokerTimeout(
+                f"broker {broker!r}: no answer within {self.broker_timeout_s:g} s"
+            ) from None
+        except BrokerTimeout:
+            self.metrics.broker_errors.labels(broker, "timeout").inc()
+            raise
+        except BrokerUnavailable:
+            self.metrics.broker_errors.labels(broker, "unavailable").inc()
+            raise
+
+    # --- evaluation -----------------------------------------------------------------------
+
+    async def evaluate(self, target: Target, *, max_age_s: float | None = None) -> Evaluation:
+        """The trigger's current answer: cached if younger than ``max_age_s`` (default
+        ``cache_s``), else one fresh evaluation shared by every concurrent caller."""
+        max_age = self.cache_s if max_age_s is None else max_age_s
+        now = self.clock()
+        cached = self._caches.evaluations.get(target.key)
+        if cached is not None and 0 <= now - cached.at_s < max_age:
+            return cached
+        running = self._caches.evaluating.get(target.key)
+        if running is None:
+            running = asyncio.create_task(self._evaluate(target, now, max_age))
+            self._caches.evaluating[target.key] = running
+            running.add_done_callback(lambda t: _settle(self._caches.evaluating, target.key, t))
+        return await asyncio.shield(running)
+
+    async def _evaluate(self, target: Target, now: float, max_age: float) -> Evaluation:
+        record = await self.store.load(target.state_key)
+        if record is not None and 0 <= now - record.at_s < max_age:
+            evaluation = self._adopt(target, record)
+        else:
+            depth = await self.read_depth(target)
+            evaluation = await self._decide(target, now, depth, record)
+        self._remember(target, evaluation, now)
+        return evaluation
+
+    def _adopt(self, target: Target, record: Record) -> Evaluation:
+        self.metrics.desired.labels(*target.labels).set(record.decision.desired)
+        return Evaluation(
+            decision=record.decision,
+            metric_target=target.policy.metric_target,
+            depth=None,
+            at_s=record.at_s,
+            shared=True,
+        )
+
+    async def _decide(
+        self, target: Target, now: float, depth: Depth, record: Record | None
+    ) -> Evaluation:
+        observation = Observation(at_s=now, pending=depth.pending, in_flight=depth.in_flight)
+        for _ in range(self.cas_attempts):
+            if record is not None and record.at_s > now:
+                # Another replica's clock is ahead of ours: its decision is the newer one.
+                return self._adopt(target, record)
+            state = record.state if record is not None else target.policy.initial_state()
+            decision, new_state = target.policy.decide(observation, state)
+            expected = record.version if record is not None else None
+            if await self.store.compare_and_set(
+                target.state_key, expected, Record(new_state, decision, now)
+            ):
+                self._record_decision(target, depth, decision, record)
+                return Evaluation(decision, target.policy.metric_target, depth, now)
+            self.metrics.state_conflicts.inc()
+            record = await self.store.load(target.state_key)
+            if record is not None and record.at_s >= now - self.cache_s:
+                return self._adopt(target, record)  # another replica just decided: answer alike
+        raise StateConflict(
+            f"policy state {target.state_key!r}: compare-and-set lost {self.cas_attempts} times"
+        )
+
+    def _record_decision(
+        self, target: Target, depth: Depth, decision: Decision, previous: Record | None
+    ) -> None:
+        labels = target.labels
+        self.metrics.pending.labels(*labels).set(depth.pending)
+        if depth.in_flight is not None:
+            self.metrics.in_flight.labels(*labels).set(depth.in_flight)
+        self.metrics.desired.labels(*labels).set(decision.desired)
+        self.metrics.decisions.labels(*labels, decision.reason.value).inc()
+        changed = previous is None or (
+            previous.decision.desired,
+            previous.decision.reason,
+        ) != (decision.desired, decision.reason)
+        log.log(
+            logging.INFO if changed else logging.DEBUG,
+            "decision %s/%s model=%s: %s replicas (%s) %s",
+            target.namespace,
+            target.name,
+            target.model,
+            decision.desired,
+            decision.reason.value,
+            decision.detail,
+            extra={
+                "fields": {
+                    "event": "decision",
+                    "namespace": target.namespace,
+                    "scaled_object": target.name,
+                    "model": target.model,
+                    "broker": target.metadata.broker,
+                    "pending": depth.pending,
+                    "in_flight": depth.in_flight,
+                    "desired": decision.desired,
+                    "previous_desired": None if previous is None else previous.decision.desired,
+                    "reason": decision.reason.value,
+                    "detail": decision.detail,
+                    "metric_value": decision.metric_value,
+                }
+            },
+        )
+
+    def _remember(self, target: Target, evaluation: Evaluation, now: float) -> None:
+        evaluations = self._caches.evaluations
+        evaluations[target.key] = evaluation
+        horizon = max(self.cache_s, 60.0)
+        if now - self._caches.pruned_at_s >= horizon:
+            self._caches.pruned_at_s = now
+            for key in [k for k, e in evaluations.items() if not 0 <= now - e.at_s < horizon]:
+                del evaluations[key]
+
+    # --- activity stream ------------------------------------------------------------------
+
+    async def watch_active(self, target: Target) -> AsyncIterator[bool]:
+        """IsActive values for StreamIsActive: the current one at once, then each change.
+
+        Every ``stream_poll_s`` the broker is read; an inactive trigger whose queues hold work
+        is re-evaluated at once (not at the next cache expiry), so ``true`` follows new work
+        within about one poll. Broker trouble sends nothing (KEDA keeps its last value and the
+        polling RPCs report the error); the stream stays open and resumes when the broker does."""
+        last: bool | None = None
+        while True:
+            active: bool | None = None
+            try:
+                evaluation = await self.evaluate(target)
+                active = evaluation.decision.active
+                if not active:
+                    depth = await self.read_depth(target)
+                    if depth.pending > 0 or (depth.in_flight or 0) > 0:
+                        evaluation = await self.evaluate(target, max_age_s=0.0)
+                        active = evaluation.decision.active
+            except BrokerUnavailable as exc:
+                log.warning(
+                    "StreamIsActive %s/%s: %s",
+                    target.namespace,
+                    target.name,
+                    exc,
+                    extra={"fields": {"event": "stream-error", "model": target.model}},
+                )
+            if active is not None and active != last:
+                last = active
+                yield active
+            await asyncio.sleep(self.stream_poll_s)
+
+    async def close(self) -> None:
+        """Close every broker reader and the state store."""
+        for reader in self.brokers.values():
+            await reader.close()
+        await self.store.close()

@@ -1,0 +1,159 @@
+"""scalerMetadata parsing: defaults, every key, and a table of malformed input naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from policies.config import SEED, Mode
+from scaler.metadata import KEDA_KEYS, KEYS, MetadataError, parse_metadata
+from scaler.ports import DEFAULT_PRIORITY_STEPS, DEFAULT_SEP
+
+BASE = {"broker": "main", "queues": "llama-8b"}
+
+
+def test_minimal_metadata_gets_the_seed_policy() -> None:
+    parsed = parse_metadata(BASE)
+    assert parsed.broker == "main"
+    assert parsed.model is None
+    assert parsed.config == SEED
+    assert parsed.spec.queues == ("llama-8b",)
+    assert parsed.spec.priority_steps == DEFAULT_PRIORITY_STEPS
+    assert parsed.spec.key_prefix == ""
+    assert parsed.spec.sep == DEFAULT_SEP
+    assert parsed.spec.include_unacked is False
+
+
+def test_every_key_lands_in_its_field() -> None:
+    parsed = parse_metadata(
+        {
+            "broker": "gpu-broker",
+            "queues": " llama-8b , llama-8b-batch ",
+            "model": "llama-3.1-8b",
+            "scaleUpPending": "40",
+            "scaleDownPending": "2.5",
+            "stabilizationWindowSeconds": "900",
+            "warmupSeconds": "240",
+            "lookaheadSeconds": "0",
+            "growthWindowSeconds": "60",
+            "minReplicas": "1",
+            "maxReplicas": "12",
+            "scaleDownStep": "2",
+            "replicaConcurrency": "64",
+            "bufferReplicas": "1",
+            "mode": "pending",
+            "includeUnacked": "true",
+            "priorityLevels": "9,0,5",
+            "keyPrefix": "tenant-a:",
+        }
+    )
+    c = parsed.config
+    assert parsed.broker == "gpu-broker"
+    assert parsed.model == "llama-3.1-8b"
+    assert parsed.spec.queues == ("llama-8b", "llama-8b-batch")
+    assert (c.scale_up_pending, c.scale_down_pending) == (40.0, 2.5)
+    assert (c.stabilization_window_s, c.warmup_s, c.lookahead_s, c.growth_window_s) == (
+        900.0,
+        240.0,
+        0.0,
+        60.0,
+    )
+    assert (c.min_replicas, c.max_replicas, c.scale_down_step) == (1, 12, 2)
+    assert (c.replica_concurrency, c.buffer_replicas, c.mode) == (64, 1, Mode.PENDING)
+    assert parsed.spec.include_unacked is True
+    assert parsed.spec.priority_steps == (0, 5, 9)
+    assert parsed.spec.key_prefix == "tenant-a:"
+
+
+def test_keda_own_keys_are_accepted_and_ignored() -> None:
+    keda = {"scalerAddress": "depthscale.keda:9090", "enableTLS": "false", "unsafeSsl": "true"}
+    assert set(keda) == KEDA_KEYS
+    assert parse_metadata({**BASE, **keda}) == parse_metadata(BASE)
+
+
+def test_from_env_keys_resolved_by_keda_count_as_the_key() -> None:
+    parsed = parse_metadata({"broker": "main", "queuesFromEnv": "a,b", "maxReplicasFromEnv": "7"})
+    assert parsed.spec.queues == ("a", "b")
+    assert parsed.config.max_replicas == 7
+
+
+def test_the_keys_are_the_documented_ones() -> None:
+    issue_keys = {
+        "broker", "queues", "scaleUpPending", "scaleDownPending", "stabilizationWindowSeconds",
+        "warmupSeconds", "minReplicas", "maxReplicas", "replicaConcurrency", "bufferReplicas",
+        "mode", "includeUnacked", "priorityLevels", "keyPrefix",
+    }  # fmt: skip
+    extras = {"model", "scaleDownStep", "lookaheadSeconds", "growthWindowSeconds"}
+    assert {key.name for key in KEYS} == issue_keys | extras
+
+
+MALFORMED: list[tuple[str, dict[str, str], str, str]] = [
+    # (case, metadata, key named, words in the problem)
+    ("missing broker", {"queues": "q"}, "broker", "required"),
+    ("missing queues", {"broker": "main"}, "queues", "required"),
+    ("blank queues", {"broker": "main", "queues": "  "}, "queues", "required"),
+    ("empty queue in list", {**BASE, "queues": "a,,b"}, "queues", "empty queue name"),
+    ("duplicate queue", {**BASE, "queues": "a,b,a"}, "queues", "listed twice"),
+    ("unknown key", {**BASE, "listLength": "5"}, "listLength", "unknown key"),
+    ("typo gets a hint", {**BASE, "scaleupPending": "5"}, "scaleupPending", "scaleUpPending"),
+    ("broker URL", {**BASE, "broker": "redis://:pw@evil:6379/0"}, "broker", "URL"),
+    ("queue URL", {**BASE, "queues": "redis://x/0"}, "queues", "URL"),
+    ("password key", {**BASE, "password": "hunter2"}, "password", "credentials"),
+    ("host key", {**BASE, "host": "10.0.0.1"}, "host", "credentials"),
+    ("address key", {**BASE, "brokerAddress": "10.0.0.1:6379"}, "brokerAddress", "credentials"),
+    ("bad broker name", {**BASE, "broker": "a b"}, "broker", "not a name"),
+    ("not a number", {**BASE, "scaleUpPending": "fifty"}, "scaleUpPending", "not a number"),
+    ("nan", {**BASE, "scaleUpPending": "nan"}, "scaleUpPending", "finite"),
+    ("infinity", {**BASE, "warmupSeconds": "inf"}, "warmupSeconds", "finite"),
+    ("zero up threshold", {**BASE, "scaleUpPending": "0"}, "scaleUpPending", "> 0"),
+    ("down above up", {**BASE, "scaleDownPending": "60"}, "scaleDownPending", "scaleUpPending"),
+    (
+        "negative window",
+        {**BASE, "stabilizationWindowSeconds": "-1"},
+        "stabilizationWindowSeconds",
+        ">= 0",
+    ),
+    ("negative warm-up", {**BASE, "warmupSeconds": "-5"}, "warmupSeconds", ">= 0"),
+    ("fractional replicas", {**BASE, "maxReplicas": "2.5"}, "maxReplicas", "whole number"),
+    ("negative min", {**BASE, "minReplicas": "-1"}, "minReplicas", ">= 0"),
+    (
+        "max below min",
+        {**BASE, "minReplicas": "5", "maxReplicas": "3"},
+        "maxReplicas",
+        "minReplicas",
+    ),
+    ("max zero", {**BASE, "maxReplicas": "0"}, "maxReplicas", ">= max"),
+    ("zero step", {**BASE, "scaleDownStep": "0"}, "scaleDownStep", ">= 1"),
+    ("zero concurrency", {**BASE, "replicaConcurrency": "0"}, "replicaConcurrency", ">= 1"),
+    (
+        "buffer over max",
+        {**BASE, "bufferReplicas": "5", "maxReplicas": "5"},
+        "bufferReplicas",
+        "maxReplicas",
+    ),
+    ("bad mode", {**BASE, "mode": "auto"}, "mode", "replicas, pending"),
+    ("bad bool", {**BASE, "includeUnacked": "yes"}, "includeUnacked", "boolean"),
+    ("bad priority", {**BASE, "priorityLevels": "0,3,x"}, "priorityLevels", "whole number"),
+    ("negative priority", {**BASE, "priorityLevels": "0,-3"}, "priorityLevels", "negative"),
+    ("duplicate priority", {**BASE, "priorityLevels": "0,3,3"}, "priorityLevels", "twice"),
+    ("empty number", {**BASE, "minReplicas": ""}, "minReplicas", "empty value"),
+    ("huge value", {**BASE, "queues": "q" * 5000}, "queues", "longer than"),
+    ("key and FromEnv", {**BASE, "queuesFromEnv": "b"}, "queuesFromEnv", "both"),
+]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "key", "words"),
+    [pytest.param(m, k, w, id=case) for case, m, k, w in MALFORMED],
+)
+def test_malformed_metadata_names_the_key(metadata: dict[str, str], key: str, words: str) -> None:
+    with pytest.raises(MetadataError) as caught:
+        parse_metadata(metadata)
+    assert caught.value.key == key
+    assert str(caught.value).startswith(f"{key}: ")
+    assert words in caught.value.problem
+
+
+def test_refusal_never_echoes_the_secret() -> None:
+    with pytest.raises(MetadataError) as caught:
+        parse_metadata({**BASE, "broker": "redis://:hunter2@evil:6379/0"})
+    assert "hunter2" not in str(caught.value)

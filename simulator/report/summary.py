@@ -1,0 +1,120 @@
+"""The report's numbers: savings against time-based baselines and the report.json document.
+
+Pure functions of a ``SimulationResult``; writing files is ``simulator.report.write``'s job.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from simulator.results import PolicyResult, SimulationResult, Totals
+
+TIME_BASED_KINDS = ("schedule", "hindsight-schedule")
+"""Policy kinds that scale on the clock: every saving in the report is measured against these."""
+
+REPORT_VERSION = 1
+
+
+def baselines(policies: Sequence[PolicyResult]) -> list[str]:
+    """Names of the time-based policies of the run, in run order."""
+    return [p.name for p in policies if p.kind in TIME_BASED_KINDS]
+
+
+def savings_pct(cost_usd: float, baseline_usd: float) -> float | None:
+    """100 × (baseline − cost) / baseline: positive when cheaper than the baseline; None when the
+    baseline cost nothing (no percentage of zero)."""
+    if not baseline_usd > 0 or not math.isfinite(cost_usd):
+        return None
+    return 100.0 * (baseline_usd - cost_usd) / baseline_usd
+
+
+def savings_table(
+    policies: Sequence[PolicyResult], model: str | None = None
+) -> dict[str, dict[str, float | None]]:
+    """policy name -> baseline name -> savings_pct, on the total or on one model's figures."""
+
+    def cost(p: PolicyResult) -> float:
+        if model is None:
+            return p.total.cost_usd
+        totals = p.per_model.get(model)
+        return math.nan if totals is None else totals.cost_usd
+
+    bases = [p for p in policies if p.kind in TIME_BASED_KINDS]
+    return {p.name: {b.name: savings_pct(cost(p), cost(b)) for b in bases} for p in policies}
+
+
+def models_of(policies: Sequence[PolicyResult]) -> list[str]:
+    """Every model named in any policy's per-model figures, in first-seen order."""
+    seen: dict[str, None] = {}
+    for p in policies:
+        for model in p.per_model:
+            seen.setdefault(model)
+    return list(seen)
+
+
+def _number(value: float) -> float | None:
+    """JSON has no NaN or infinity: those (e.g. wait of a model that served nothing) are null."""
+    return value if math.isfinite(value) else None
+
+
+def totals_dict(totals: Totals) -> dict[str, Any]:
+    """One ``Totals`` as report.json spells it (units in the key names where they have one)."""
+    wait = totals.wait_s
+    return {
+        "cost_usd": _number(totals.cost_usd),
+        "gpu_hours": _number(totals.gpu_hours),
+        "node_hours": _number(totals.node_hours),
+        "utilization": _number(totals.utilization),
+        "wait_s": {
+            "mean": _number(wait.mean),
+            "p50": _number(wait.p50),
+            "p95": _number(wait.p95),
+            "p99": _number(wait.p99),
+            "max": _number(wait.max),
+        },
+        "slo_attainment": _number(totals.slo_attainment),
+        "requests": totals.requests,
+        "served": totals.served,
+        "unserved": totals.unserved,
+        "scale_events": totals.scale_events,
+        "node_launches": totals.node_launches,
+    }
+
+
+def report_document(result: SimulationResult) -> dict[str, Any]:
+    """The report.json document.
+
+    ``policies`` maps each policy name (run order) to its totals, ``savings_pct`` (baseline name
+    -> percent, null when the baseline cost nothing), ``reasons`` (decision reason -> count) and
+    ``models`` (model name -> the same figures for that model alone)."""
+    policies = result.policies
+    total_savings = savings_table(policies)
+    per_model_savings = {m: savings_table(policies, m) for m in models_of(policies)}
+    out: dict[str, Any] = {}
+    for p in policies:
+        models = {}
+        for model, totals in p.per_model.items():
+            models[model] = {
+                **totals_dict(totals),
+                "savings_pct": per_model_savings[model][p.name],
+            }
+        out[p.name] = {
+            "kind": p.kind,
+            **totals_dict(p.total),
+            "savings_pct": total_savings[p.name],
+            "reasons": dict(sorted(p.reasons.items())),
+            "models": models,
+        }
+    return {
+        "version": REPORT_VERSION,
+        "trace": result.trace,
+        "seed": result.seed,
+        "duration_s": result.duration_s,
+        "slo_wait_s": result.slo_wait_s,
+        "step_s": result.step_s,
+        "baselines": baselines(policies),
+        "policies": out,
+        "assumptions": list(result.assumptions),
+    }

@@ -1,0 +1,222 @@
+"""The report: report.json's schema and numbers, savings arithmetic, report.md's table, and a
+self-contained report.html, from hand-made results with known figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulator.report import REPORT_FILES, savings_pct, write_report
+from simulator.results import PolicyResult, Series, SimulationResult, Totals, WaitStats
+
+STEP_S = 60.0
+POINTS = 2000  # more than the figures plot, so the reduction runs
+
+
+def totals(cost: float, *, p95: float = 10.0, requests: int = 1000, unserved: int = 0) -> Totals:
+    return Totals(
+        cost_usd=cost,
+        gpu_hours=cost / 2.5,
+        node_hours=cost / 20.0,
+        utilization=0.42,
+        wait_s=WaitStats(mean=p95 / 4, p50=p95 / 5, p95=p95, p99=p95 * 2, max=p95 * 3),
+        slo_attainment=0.97,
+        requests=requests,
+        served=requests - unserved,
+        unserved=unserved,
+        scale_events=7,
+        node_launches=3,
+    )
+
+
+def series(level: float) -> Series:
+    t = np.arange(POINTS) * STEP_S
+    wave = level * (1 + np.sin(t / 3600.0))
+    return Series(
+        t_s=t,
+        arrival_rps=wave,
+        queue_depth=wave * 3,
+        replicas_desired=np.ceil(wave),
+        replicas_ready=np.floor(wave),
+        nodes=np.ceil(wave / 8),
+    )
+
+
+def policy(name: str, kind: str, cost_a: float, cost_b: float, p95: float) -> PolicyResult:
+    return PolicyResult(
+        name=name,
+        kind=kind,
+        total=totals(cost_a + cost_b, p95=p95, requests=2000),
+        per_model={"model-a": totals(cost_a, p95=p95), "model-b": totals(cost_b, p95=p95)},
+        series={"model-a": series(4.0), "model-b": series(1.0)},
+        reasons={"schedule": 3} if "schedule" in kind else {"scale-up": 2, "hold": 5},
+    )
+
+
+def result() -> SimulationResult:
+    return SimulationResult(
+        trace="sample.csv (generic, 2,000 requests, 2 models)",
+        duration_s=POINTS * STEP_S,
+        seed=7,
+        slo_wait_s=30.0,
+        step_s=STEP_S,
+        policies=[
+            policy("depthscale", "depthscale", 20.0, 15.0, p95=12.0),
+            policy("business-hours", "schedule", 60.0, 40.0, p95=3.0),
+            policy("hindsight", "hindsight-schedule", 30.0, 20.0, p95=40.0),
+            policy("static-peak", "static-peak", 70.0, 50.0, p95=1.0),
+        ],
+        assumptions=["GPU: A100 40GB on p4d.24xlarge at $21.96/h on-demand (AWS us-east-1)"],
+    )
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "report"
+    write_report(result(), out)
+    return out
+
+
+def test_all_three_files_written(written: Path) -> None:
+    assert sorted(p.name for p in written.iterdir()) == sorted(REPORT_FILES)
+    # No staging directory is left next to the report.
+    assert [p.name for p in written.parent.iterdir()] == ["report"]
+
+
+def test_json_has_every_figure_per_policy_and_model(written: Path) -> None:
+    doc = json.loads((written / "report.json").read_text())
+    assert doc["seed"] == 7
+    assert doc["trace"].startswith("sample.csv")
+    assert doc["slo_wait_s"] == 30.0
+    assert doc["baselines"] == ["business-hours", "hindsight"]
+    assert list(doc["policies"]) == ["depthscale", "business-hours", "hindsight", "static-peak"]
+    assert doc["assumptions"] == [
+        "GPU: A100 40GB on p4d.24xlarge at $21.96/h on-demand (AWS us-east-1)"
+    ]
+    figures = {
+        "cost_usd", "gpu_hours", "node_hours", "utilization", "wait_s", "slo_attainment",
+        "requests", "served", "unserved", "scale_events", "node_launches", "savings_pct",
+    }  # fmt: skip
+    for name, entry in doc["policies"].items():
+        assert figures <= set(entry), name
+        assert set(entry["wait_s"]) == {"mean", "p50", "p95", "p99", "max"}
+        assert set(entry["models"]) == {"model-a", "model-b"}
+        for model in entry["models"].values():
+            assert figures <= set(model)
+    depthscale = doc["policies"]["depthscale"]
+    assert depthscale["kind"] == "depthscale"
+    assert depthscale["cost_usd"] == 35.0
+    assert depthscale["gpu_hours"] == 14.0  # 35 / 2.5
+    assert depthscale["wait_s"] == {"mean": 3.0, "p50": 2.4, "p95": 12.0, "p99": 24.0, "max": 36.0}
+    assert depthscale["requests"] == 2000
+    assert depthscale["reasons"] == {"hold": 5, "scale-up": 2}
+    assert depthscale["models"]["model-b"]["cost_usd"] == 15.0
+    assert doc["policies"]["hindsight"]["kind"] == "hindsight-schedule"
+
+
+def test_savings_against_each_time_based_baseline(written: Path) -> None:
+    doc = json.loads((written / "report.json").read_text())
+    savings = {name: entry["savings_pct"] for name, entry in doc["policies"].items()}
+    # Totals: depthscale 35, business-hours 100, hindsight 50, static-peak 120 USD.
+    assert savings["depthscale"]["business-hours"] == pytest.approx(65.0)  # (100-35)/100
+    assert savings["depthscale"]["hindsight"] == pytest.approx(30.0)  # (50-35)/50
+    assert savings["static-peak"]["business-hours"] == pytest.approx(-20.0)  # (100-120)/100
+    assert savings["static-peak"]["hindsight"] == pytest.approx(-140.0)  # (50-120)/50
+    assert savings["hindsight"]["business-hours"] == pytest.approx(50.0)
+    assert savings["business-hours"]["hindsight"] == pytest.approx(-100.0)
+    assert savings["business-hours"]["business-hours"] == 0.0
+    # Per model: model-a depthscale 20 vs business-hours 60, model-b 15 vs 40.
+    models = doc["policies"]["depthscale"]["models"]
+    assert models["model-a"]["savings_pct"]["business-hours"] == pytest.approx(200 / 3)
+    assert models["model-b"]["savings_pct"]["business-hours"] == pytest.approx(62.5)
+    assert models["model-b"]["savings_pct"]["hindsight"] == pytest.approx(25.0)  # (20-15)/20
+
+
+def test_savings_of_a_free_baseline_is_null() -> None:
+    assert savings_pct(10.0, 0.0) is None
+    assert savings_pct(0.0, 10.0) == 100.0
+    assert savings_pct(15.0, 10.0) == pytest.approx(-50.0)
+
+
+def test_unknown_waits_are_null_not_nan(tmp_path: Path) -> None:
+    # A model that served nothing has no wait statistics: JSON gets null, never NaN.
+    base = result()
+    nan = WaitStats(math.nan, math.nan, math.nan, math.nan, math.nan)
+    idle = replace(totals(0.0, requests=5, unserved=5), wait_s=nan, utilization=math.nan)
+    first = base.policies[0]
+    base.policies[0] = replace(first, per_model={**first.per_model, "model-b": idle})
+    write_report(base, tmp_path / "out")
+    text = (tmp_path / "out" / "report.json").read_text()
+    assert "NaN" not in text
+    model_b = json.loads(text)["policies"]["depthscale"]["models"]["model-b"]
+    assert model_b["wait_s"]["p95"] is None
+    assert model_b["utilization"] is None
+    assert model_b["unserved"] == 5
+    assert "n/a" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_markdown_has_the_summary_table(written: Path) -> None:
+    md = (written / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| policy | kind |"))
+    assert header.endswith("| saves vs business-hours | saves vs hindsight |")
+    row = next(line for line in md.splitlines() if line.startswith("| depthscale |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["depthscale", "depthscale", "$35.00"]
+    assert cells[-2:] == ["65.0%", "30.0%"]
+    static_row = next(line for line in md.splitlines() if line.startswith("| static-peak |"))
+    assert static_row.rstrip().endswith("| −20.0% | −140.0% |")
+    assert "65.0% less than business-hours ($100.00)" in md
+    assert "## Assumptions" in md
+    assert "p4d.24xlarge at $21.96/h" in md
+
+
+def test_html_is_self_contained_with_inline_svg(written: Path) -> None:
+    html = (written / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    # One cost-versus-wait chart and one over-time figure per policy, all inline.
+    assert html.count("<svg") == 1 + 4
+    for forbidden in ("<script", "<link", "<img", "@import", "<iframe"):
+        assert forbidden not in html.lower(), forbidden
+    # SVG namespace declarations are identifiers, not fetched; nothing else may point off-page.
+    fetched = re.findall(r"""(?:src|href)\s*=\s*["']?(?!#)([^"'\s>]+)""", html)
+    assert fetched == []
+    assert "url(http" not in html
+    assert "How to read this" in html
+    for name in ("depthscale", "business-hours", "hindsight", "static-peak"):
+        assert f'id="policy-{name}"' in html
+
+
+def test_same_result_same_bytes(tmp_path: Path) -> None:
+    write_report(result(), tmp_path / "one")
+    write_report(result(), tmp_path / "two")
+    for name in REPORT_FILES:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_failed_render_leaves_previous_report_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    write_report(result(), out)
+    before = {name: (out / name).read_bytes() for name in REPORT_FILES}
+    broken = result()
+    bad_series = replace(series(1.0), nodes=np.zeros(3))  # lengths disagree: plotting fails
+    first = broken.policies[-1]
+    broken.policies[-1] = replace(first, series={"model-a": bad_series})
+    with pytest.raises(ValueError, match="static-peak/model-a: nodes has 3 samples"):
+        write_report(broken, out)
+    assert {name: (out / name).read_bytes() for name in REPORT_FILES} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def test_failed_render_creates_nothing(tmp_path: Path) -> None:
+    broken = result()
+    bad_series = replace(series(1.0), queue_depth=np.zeros(5))
+    broken.policies[0] = replace(broken.policies[0], series={"model-b": bad_series})
+    with pytest.raises(ValueError, match="depthscale/model-b: queue_depth has 5 samples"):
+        write_report(broken, tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []

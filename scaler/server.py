@@ -60,7 +60,8 @@ async def start(
 ) -> RunningServer:
     """Bind the gRPC server on ``host:port`` and, unless None, ``/metrics`` on ``metrics_port``.
     Raises ``OSError`` naming the port when one cannot be bound."""
-    server = grpc.aio.server()
+    # No SO_REUSEPORT: a port already in use is an error, not a silent second listener.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(
         ExternalScalerServicer(service), server
     )

@@ -1,0 +1,222 @@
+"""``depthscale serve``: run the KEDA external scaler.
+
+Brokers are the scaler's own configuration, never ScaledObject metadata (DESIGN.md §2: KEDA does
+not forward TriggerAuthentication secrets to external scalers). Three sources, merged, a name
+defined twice being an error:
+
+- ``--broker NAME=URL`` (repeatable);
+- ``DEPTHSCALE_BROKERS``: ``NAME=URL`` entries separated by whitespace or newlines (for a Secret
+  exposed as an environment variable);
+- ``--brokers-file PATH``: one ``NAME=URL`` per line, ``#`` comments (for a Secret mounted as a
+  file).
+
+Every error is one line on stderr and a non-zero exit; a URL in an error has its password hidden.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from scaler.brokers import open_broker, redact_url
+from scaler.ports import BrokerReader, StateStore
+
+BROKERS_ENV = "DEPTHSCALE_BROKERS"
+STATE_ENV = "DEPTHSCALE_STATE"
+_BROKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_STATE_SCHEMES = frozenset({"redis", "rediss", "unix"})
+
+
+class ConfigError(click.ClickException):
+    """A bad flag, environment value or file line; shown as one ``Error: ...`` line, exit 1."""
+
+
+def parse_broker_entry(entry: str, where: str) -> tuple[str, str]:
+    """``NAME=URL`` → (name, url); ``where`` names the source in the error."""
+    name, sep, url = entry.partition("=")
+    name, url = name.strip(), url.strip()
+    if not sep or not url:
+        raise ConfigError(f"{where}: expected NAME=URL, got {redact_url(entry.strip())!r}")
+    if not _BROKER_NAME.match(name):
+        raise ConfigError(
+            f"{where}: broker name {name!r} must be letters, digits, '.', '_', '-' (<= 63)"
+        )
+    if "://" not in url:
+        raise ConfigError(f"{where}: broker {name!r}: {redact_url(url)!r} is not a URL")
+    return name, url
+
+
+def collect_brokers(
+    flags: Iterable[str], env_value: str | None, file: Path | None
+) -> dict[str, str]:
+    """Merge the three sources into name → URL; a name defined twice is an error."""
+    found: dict[str, tuple[str, str]] = {}
+
+    def add(entry: str, where: str) -> None:
+        name, url = parse_broker_entry(entry, where)
+        if name in found:
+            raise ConfigError(f"{where}: broker {name!r} is already defined by {found[name][1]}")
+        found[name] = (url, where)
+
+    for flag in flags:
+        add(flag, "--broker")
+    if env_value:
+        for entry in env_value.split():
+            add(entry, BROKERS_ENV)
+    if file is not None:
+        try:
+            lines = file.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"--brokers-file {file}: {exc.strerror}") from None
+        for number, line in enumerate(lines, start=1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                add(line, f"--brokers-file {file} line {number}")
+    if not found:
+        raise ConfigError(
+            f"no brokers configured: give --broker NAME=URL, {BROKERS_ENV} or --brokers-file"
+        )
+    return {name: url for name, (url, _) in found.items()}
+
+
+def check_state(value: str) -> str:
+    """``memory`` or a Redis URL."""
+    if value == "memory":
+        return value
+    if urlsplit(value).scheme.lower() not in _STATE_SCHEMES:
+        raise ConfigError(
+            f"--state: expected 'memory' or a redis:// URL, got {redact_url(value)!r}"
+        )
+    return value
+
+
+def open_brokers(urls: Mapping[str, str], timeout_s: float) -> dict[str, BrokerReader]:
+    readers: dict[str, BrokerReader] = {}
+    for name, url in urls.items():
+        try:
+            readers[name] = open_broker(url, timeout_s)
+        except ValueError as exc:
+            raise ConfigError(f"broker {name!r}: {exc}") from None
+    return readers
+
+
+def open_state(value: str, timeout_s: float) -> StateStore:
+    from scaler.state_store import MemoryStateStore, RedisStateStore
+
+    if value == "memory":
+        return MemoryStateStore()
+    return RedisStateStore(value, timeout_s=timeout_s)
+
+
+class _OneLineErrors(click.Command):
+    """Bad flags are reported as one ``Error:`` line (click would add usage lines)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+                raise
+            raise ConfigError(exc.format_message()) from None
+
+
+@click.command(cls=_OneLineErrors)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=6000,
+    show_default=True,
+    help="gRPC port KEDA dials (the trigger's scalerAddress).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Prometheus /metrics port; 0 turns the endpoint off.",
+)
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option(
+    "--broker",
+    "brokers",
+    multiple=True,
+    metavar="NAME=URL",
+    help=f"A broker the metadata may name (repeatable). Also {BROKERS_ENV}.",
+)
+@click.option(
+    "--brokers-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="File of NAME=URL lines (a mounted Secret).",
+)
+@click.option(
+    "--state",
+    default="memory",
+    show_default=True,
+    envvar=STATE_ENV,
+    help="Policy state: 'memory' (one replica) or a redis:// URL (shared, survives "
+    f"restarts). Also {STATE_ENV}.",
+)
+@click.option(
+    "--cache-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Seconds one evaluation answers all RPCs of a trigger.",
+)
+@click.option(
+    "--broker-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Seconds a broker read may take before UNAVAILABLE.",
+)
+@click.option(
+    "--stream-poll-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Seconds between broker reads of each StreamIsActive.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def serve(**options: Any) -> None:  # fmt: skip
+    """Run the KEDA external scaler (gRPC) for Celery queues on Redis."""
+    from scaler import logs
+
+    urls = collect_brokers(options["brokers"], os.environ.get(BROKERS_ENV), options["brokers_file"])
+    state = check_state(options["state"])
+    logs.configure(options["log_level"])
+    try:
+        asyncio.run(_run(urls, state, options))
+    except OSError as exc:
+        raise ConfigError(str(exc)) from None
+    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C during shutdown
+        pass
+
+
+async def _run(urls: Mapping[str, str], state: str, options: Mapping[str, Any]) -> None:
+    from scaler.server import serve_forever
+    from scaler.service import ScalerService
+
+    service = ScalerService(
+        open_brokers(urls, options["broker_timeout"]),
+        open_state(state, options["broker_timeout"]),
+        cache_s=options["cache_seconds"],
+        broker_timeout_s=options["broker_timeout"],
+        stream_poll_s=options["stream_poll_seconds"],
+    )
+    metrics_port = options["metrics_port"] or None
+    await serve_forever(
+        service, port=options["port"], metrics_port=metrics_port, host=options["host"]
+    )

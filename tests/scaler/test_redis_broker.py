@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,8 +22,9 @@ from kombu import Connection, Queue
 
 from scaler.brokers import open_broker
 from scaler.brokers.redis import BrokerResponseError, RedisBrokerReader, list_keys
+from scaler.brokers.resp import Endpoint, endpoint_from_url
 from scaler.ports import BrokerTimeout, BrokerUnavailable, Depth, QueueSpec
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer, free_port, require_binary
 
 pytestmark = pytest.mark.redis
 
@@ -331,3 +335,83 @@ def test_open_broker_refuses_other_schemes(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         open_broker(url)
     assert ":pw@" not in str(info.value)
+
+
+# ---- connection options: password, database, unix socket -------------------------------------------
+
+
+@pytest.fixture
+def locked_server(tmp_path: Any) -> Iterator[tuple[int, str]]:
+    """A private redis-server with a password and a unix socket: (port, socket path)."""
+    binary = require_binary("redis-server")
+    port, sock = free_port(), str(tmp_path / "redis.sock")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path), "--unixsocket", sock, "--requirepass", "pa ss/w@rd"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, password="pa ss/w@rd")
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        client.rpush("q", b"a", b"b")  # db 0
+        client.select(3)
+        client.rpush("q", b"a", b"b", b"c")  # db 3
+        client.close()
+        yield port, sock
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param("redis://:pa%20ss%2Fw%40rd@127.0.0.1:{port}", 2, id="password-db0"),
+        pytest.param("redis://default:pa%20ss%2Fw%40rd@127.0.0.1:{port}/3", 3, id="user-db-path"),
+        pytest.param("unix://:pa%20ss%2Fw%40rd@{sock}?db=3", 3, id="unix-socket"),
+    ],
+)
+def test_password_database_and_unix_socket(
+    locked_server: tuple[int, str], url: str, expected: int
+) -> None:
+    port, sock = locked_server
+    assert read(url.format(port=port, sock=sock), QueueSpec(("q",))).pending == expected
+
+
+def test_wrong_password_is_unavailable_and_not_echoed(locked_server: tuple[int, str]) -> None:
+    port, _ = locked_server
+    with pytest.raises(BrokerUnavailable, match="AUTH failed") as info:
+        read(f"redis://:not-the-pw-xyz@127.0.0.1:{port}/0", QueueSpec(("q",)))
+    assert "not-the-pw-xyz" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        pytest.param("redis://h:99999/0", "port", id="bad-port"),
+        pytest.param("redis://h/zero", "database 'zero'", id="bad-db"),
+        pytest.param("redis://h/0?health_check=1", "health_check", id="unknown-option"),
+        pytest.param("rediss://h/0?ssl_cert_reqs=maybe", "ssl_cert_reqs", id="bad-tls-option"),
+        pytest.param("unix://", "socket path", id="unix-without-path"),
+    ],
+)
+def test_bad_urls_are_refused_naming_the_part(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        RedisBrokerReader(url)
+
+
+def test_endpoint_from_url_reads_every_part() -> None:
+    assert endpoint_from_url("rediss://u:p%40ss@cache.internal:6380/2?ssl_cert_reqs=none") == (
+        Endpoint(
+            host="cache.internal", port=6380, db=2, username="u", password="p@ss", tls=True,
+            verify=False,
+        )
+    )  # fmt: skip
+    # A bare userinfo is a password (redis-cli -a style), not a user name.
+    assert endpoint_from_url("redis://s3cret@h").password == "s3cret"

@@ -1,0 +1,215 @@
+"""A minimal RESP client for the hot path: pre-packed pipelines of integer-reply commands.
+
+The broker reader issues the same few commands thousands of times a second (LLEN per priority list,
+one EVAL): redis-py's general pipeline machinery costs ~200 µs of CPU per read, most of it building
+and parsing what never changes. Here a read is one write of bytes packed once per queue spec and
+one scan of integer replies: one round trip, a few µs of Python.
+
+Scope, on purpose: ``redis://``, ``rediss://`` (TLS, system trust or ``ssl_ca_certs``) and
+``unix://`` URLs with optional user, password and database; RESP2 replies of the kinds LLEN, EVAL,
+AUTH and SELECT return. Everything else is the general client's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+CRLF = b"\r\n"
+
+
+class RespError(Exception):
+    """Redis answered ``-ERR ...`` (the text is Redis's, without the dash)."""
+
+
+class RespProtocolError(ConnectionError):
+    """The stream did not hold the reply expected: the connection is unusable."""
+
+
+def pack(*args: str | bytes | int) -> bytes:
+    """One command in RESP: ``*<n>\\r\\n`` then ``$<len>\\r\\n<arg>\\r\\n`` per argument."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to connect; built from a URL by ``endpoint_from_url``."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str | None = None  # unix socket
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    verify: bool = True
+
+
+def endpoint_from_url(url: str) -> Endpoint:
+    """``redis://[user[:password]@]host[:port][/db]``, ``rediss://...``, ``unix:///path?db=N``.
+    ValueError names the part at fault (never the password)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"scheme {scheme!r} is not redis, rediss or unix")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(query) - {"db", "ssl_ca_certs", "ssl_cert_reqs"}
+    if unknown:
+        raise ValueError(f"unsupported URL option(s): {', '.join(sorted(unknown))}")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    if password is None and username is not None:
+        username, password = None, username  # redis://secret@host: a bare password
+    db_text = query.get("db") or (parts.path.lstrip("/") if scheme != "unix" else "") or "0"
+    try:
+        db = int(db_text)
+    except ValueError:
+        raise ValueError(f"database {db_text!r} is not an integer") from None
+    cert_reqs = query.get("ssl_cert_reqs", "required").lower()
+    if cert_reqs not in ("required", "none"):
+        raise ValueError(f"ssl_cert_reqs {cert_reqs!r} is not 'required' or 'none'")
+    if scheme == "unix":
+        if not parts.path:
+            raise ValueError("unix URL has no socket path")
+        return Endpoint(path=parts.path, db=db, username=username, password=password)
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise ValueError("port is not a number in 0-65535") from None
+    return Endpoint(
+        host=parts.hostname or "127.0.0.1",
+        port=port,
+        db=db,
+        username=username,
+        password=password,
+        tls=scheme == "rediss",
+        ca_file=query.get("ssl_ca_certs"),
+        verify=cert_reqs == "required",
+    )
+
+
+class RespConnection:
+    """One connection; ``call`` sends packed commands and returns their replies in order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @property
+    def usable(self) -> bool:
+        """False once the peer closed. (A connection whose replies were not all read is never
+        released as healthy, so no stray bytes can wait in it.)"""
+        return not (self.reader.at_eof() or self.writer.is_closing())
+
+    async def call(self, packed: bytes, replies: int) -> list[int | bytes | RespError]:
+        self.writer.write(packed)
+        return [await self._reply() for _ in range(replies)]
+
+    async def _reply(self) -> int | bytes | RespError:
+        line = await self.reader.readuntil(CRLF)
+        kind, body = line[:1], line[1:-2]
+        if kind == b":":
+            return int(body)
+        if kind == b"+":
+            return body
+        if kind == b"-":
+            return RespError(body.decode(errors="replace"))
+        if kind == b"$":
+            size = int(body)
+            if size < 0:
+                return b""
+            data = await self.reader.readexactly(size + 2)
+            return data[:-2]
+        raise RespProtocolError(f"unexpected reply type {kind!r}")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class RespPool:
+    """Idle connections to one endpoint. A connection that failed is dropped, and with it every
+    idle one opened before the failure (a restarted server closed them all), so the first read
+    after the server returns runs on a fresh connection."""
+
+    def __init__(self, endpoint: Endpoint, connect_timeout_s: float, max_idle: int = 64) -> None:
+        self.endpoint = endpoint
+        self.connect_timeout_s = connect_timeout_s
+        self.max_idle = max_idle
+        self._idle: list[tuple[int, RespConnection]] = []
+        self._generation = 0
+        self._ssl: ssl.SSLContext | None = None
+
+    async def acquire(self) -> tuple[int, RespConnection]:
+        while self._idle:
+            generation, conn = self._idle.pop()
+            if generation == self._generation and conn.usable:
+                return generation, conn
+            conn.close()
+        async with asyncio.timeout(self.connect_timeout_s):
+            return self._generation, await self._connect()
+
+    def release(self, generation: int, conn: RespConnection, healthy: bool) -> None:
+        if not healthy:
+            self._generation += 1
+            self.clear()
+            conn.close()
+        elif generation != self._generation or len(self._idle) >= self.max_idle:
+            conn.close()
+        else:
+            self._idle.append((generation, conn))
+
+    def clear(self) -> None:
+        for _, conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+    async def _connect(self) -> RespConnection:
+        ep = self.endpoint
+        if ep.path is not None:
+            reader, writer = await asyncio.open_unix_connection(ep.path)
+        else:
+            reader, writer = await asyncio.open_connection(
+                ep.host, ep.port, ssl=self._context() if ep.tls else None
+            )
+        conn = RespConnection(reader, writer)
+        try:
+            await self._handshake(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _handshake(self, conn: RespConnection) -> None:
+        ep = self.endpoint
+        commands: list[Sequence[str | int]] = []
+        if ep.password is not None:
+            auth: list[str | int] = ["AUTH", ep.password]
+            if ep.username is not None:
+                auth.insert(1, ep.username)
+            commands.append(auth)
+        if ep.db:
+            commands.append(["SELECT", ep.db])
+        if not commands:
+            return
+        replies = await conn.call(b"".join(pack(*c) for c in commands), len(commands))
+        for command, reply in zip(commands, replies, strict=True):
+            if isinstance(reply, RespError):
+                # The reply never echoes the password; name the command only.
+                raise RespError(f"{command[0]} failed: {reply}")
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            ctx = ssl.create_default_context(cafile=self.endpoint.ca_file)
+            if not self.endpoint.verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._ssl = ctx
+        return self._ssl

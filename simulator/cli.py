@@ -1,13 +1,250 @@
-"""``depthscale trace`` (synthetic traces, inspection) and ``depthscale simulate``."""
+"""``depthscale trace`` (synthetic traces, inspection, conversion) and ``depthscale simulate``.
+
+``trace_input_options`` and ``load_trace_from_options`` are shared by every command that reads
+a trace, so they all accept the same ``--format``, ``--model``, ``--time-scale``, ``--rate``,
+``--rename`` and ``--seed``.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, get_args
+
 import click
+import numpy as np
+
+from simulator.traces import Format, Trace, TraceError, detect_format, load_trace
+from simulator.traces.synth import DAY_S, SynthModel, SynthSpec, synthesize
+from simulator.traces.transform import apply, parse_rename
+from simulator.traces.write import write_trace
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def trace_input_options(command: F) -> F:
+    """Options for reading a trace (add to any command taking a TRACE argument)."""
+    options = [
+        click.option(
+            "--format",
+            "trace_format",
+            type=click.Choice(list(get_args(Format))),
+            default=None,
+            help="Trace format (default: detected from the extension and header).",
+        ),
+        click.option(
+            "--model",
+            "model_name",
+            default=None,
+            help="Model name for formats without a model column (default: the file name).",
+        ),
+        click.option(
+            "--time-scale",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Multiply arrival times: 0.5 replays twice as fast, 2 stretches.",
+        ),
+        click.option(
+            "--rate",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Traffic multiplier (thinning below 1, seeded replication above).",
+        ),
+        click.option(
+            "--rename",
+            multiple=True,
+            metavar="OLD=NEW",
+            help="Rename a trace model (repeatable; two names onto one merge).",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Seed for generated arrivals (ServeGen) and --rate.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def load_trace_from_options(
+    path: Path,
+    trace_format: str | None,
+    model_name: str | None,
+    time_scale: float,
+    rate: float,
+    rename: Sequence[str],
+    seed: int,
+) -> Trace:
+    """Load and transform a trace; any problem becomes a one-line ``click.ClickException``."""
+    try:
+        mapping = parse_rename(rename)
+        fmt: Format | None = _format(trace_format)
+        trace = load_trace(path, fmt, model=model_name, seed=seed)
+        return apply(trace, rename=mapping, time_factor=time_scale, rate=rate, seed=seed)
+    except (TraceError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _format(name: str | None) -> Format | None:
+    if name is None:
+        return None
+    for fmt in get_args(Format):
+        if fmt == name:
+            return fmt  # type: ignore[no-any-return]
+    raise ValueError(f"unknown format {name!r}")
 
 
 @click.group()
 def trace() -> None:
-    """Trace tools: generate synthetic traces, inspect trace files."""
+    """Trace tools: generate synthetic traces, inspect and convert trace files."""
+
+
+@trace.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--days", type=float, default=7.0, show_default=True, help="Trace length, days.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME=RPS",
+    help="A model and its mean rate, requests/s (repeatable). "
+    "Default: llama-3-8b=3 and llama-3-70b=1.",
+)
+@click.option(
+    "--requests", type=int, default=None, help="Exact total requests (default: rates × time)."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--peak-hour", type=float, default=14.0, show_default=True, help="Daily peak, hour (UTC)."
+)
+@click.option("--daily-amplitude", type=float, default=0.7, show_default=True)
+@click.option("--weekend-factor", type=float, default=0.4, show_default=True)
+@click.option("--bursts-per-day", type=float, default=3.0, show_default=True)
+@click.option("--burst-factor", type=float, default=4.0, show_default=True)
+def synth(
+    out: Path,
+    days: float,
+    models: tuple[str, ...],
+    requests: int | None,
+    seed: int,
+    peak_hour: float,
+    daily_amplitude: float,
+    weekend_factor: float,
+    bursts_per_day: float,
+    burst_factor: float,
+) -> None:
+    """Write a seeded synthetic trace (generic format, .csv, .csv.gz or .parquet) to OUT.
+
+    Daily and weekly cycles and bursts per model; the trace starts on a Monday 00:00 UTC.
+    """
+    try:
+        rates = _parse_models(models or ("llama-3-8b=3", "llama-3-70b=1"))
+        spec = SynthSpec(
+            models=tuple(
+                SynthModel(
+                    name,
+                    mean_rps=rps,
+                    peak_hour=peak_hour,
+                    daily_amplitude=daily_amplitude,
+                    weekend_factor=weekend_factor,
+                    bursts_per_day=bursts_per_day,
+                    burst_factor=burst_factor,
+                )
+                for name, rps in rates
+            ),
+            duration_s=days * DAY_S,
+            requests=requests,
+            seed=seed,
+        )
+        started = time.perf_counter()
+        generated = synthesize(spec)
+        write_trace(generated, out)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    took = time.perf_counter() - started
+    click.echo(
+        f"wrote {len(generated):,} requests ({', '.join(generated.models)}) over {days:g} days "
+        f"to {out} in {took:.1f}s"
+    )
+
+
+def _parse_models(specs: Sequence[str]) -> list[tuple[str, float]]:
+    parsed: list[tuple[str, float]] = []
+    for spec in specs:
+        name, sep, rps = spec.partition("=")
+        try:
+            value = float(rps)
+        except ValueError:
+            value = float("nan")
+        if not sep or not name.strip() or not value > 0:
+            raise ValueError(f"--model {spec!r}: expected NAME=RPS with RPS > 0")
+        parsed.append((name.strip(), value))
+    return parsed
+
+
+@trace.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@trace_input_options
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the (transformed) trace in the generic format (.csv, .csv.gz, .parquet).",
+)
+def inspect(
+    path: Path,
+    trace_format: str | None,
+    model_name: str | None,
+    time_scale: float,
+    rate: float,
+    rename: tuple[str, ...],
+    seed: int,
+    out: Path | None,
+) -> None:
+    """Summarise a trace file: requests, duration, per-model rates and tokens."""
+    loaded = load_trace_from_options(path, trace_format, model_name, time_scale, rate, rename, seed)
+    fmt = trace_format or detect_format(path)  # already loaded, so detection succeeds
+    for line in summary_lines(loaded, f"{path} ({fmt})"):
+        click.echo(line)
+    if out is not None:
+        try:
+            write_trace(loaded, out)
+        except (ValueError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"wrote {out}")
+
+
+def summary_lines(trace: Trace, title: str) -> list[str]:
+    """A plain-text summary: totals, then one row per model (mean and peak 1-minute rates)."""
+    start = dt.datetime.fromtimestamp(trace.epoch_s, dt.UTC).isoformat(timespec="seconds")
+    duration = trace.duration_s
+    lines = [
+        title,
+        f"requests {len(trace):,} over {duration / 3600:.2f} h, starting {start}",
+        f"measured service_s: {'yes' if trace.service_s is not None else 'no'}",
+        f"{'model':<32} {'requests':>10} {'mean rps':>9} {'peak rps':>9} {'in tok':>7} {'out tok':>7}",
+    ]
+    minutes = int(duration // 60) + 1
+    per_minute = np.bincount(
+        trace.model.astype(np.int64) * minutes + (trace.arrival_s // 60).astype(np.int64),
+        minlength=len(trace.models) * minutes,
+    ).reshape(len(trace.models), minutes)
+    counts = trace.counts()
+    for i, name in enumerate(trace.models):
+        mask = trace.model == i
+        mean_rps = counts[i] / duration if duration > 0 else float("nan")
+        lines.append(
+            f"{name:<32} {counts[i]:>10,} {mean_rps:>9.3f} {per_minute[i].max() / 60:>9.3f} "
+            f"{trace.input_tokens[mask].mean():>7.0f} {trace.output_tokens[mask].mean():>7.0f}"
+        )
+    return lines
 
 
 @click.command()

@@ -1,0 +1,157 @@
+"""The control loop of one policy run: KEDA polls, HPA syncs and the cluster, on the tick grid.
+
+At each control instant ``t`` (all models, in scenario order):
+
+1. the cluster applies what fell due (drains ending, spot notices, pending pods, placeholders,
+   consolidation);
+2. at a KEDA poll: every request that can start before ``t`` starts (the compiled queue), the
+   policy gets ``Observation(at_s=t, pending, in_flight, ready, warming)`` and decides — the
+   GetMetricSpec/GetMetrics/IsActive triple answered from one decision, as the live scaler
+   does — and KEDA acts on ``isActive`` (activation at zero, cooldown to zero);
+3. at an HPA sync: the HPA turns the latest metric into a replica count (tolerance,
+   stabilization, rate limits, bounds) and the Deployment is resized;
+4. at a sample instant: the series get a point.
+
+The policy objects are the ones the live scaler runs (``policies/``), called with simulated time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from policies.types import Observation
+from simulator.engine.cluster import Cluster
+from simulator.engine.hpa import Hpa
+from simulator.engine.keda import Keda
+from simulator.engine.queue import ModelQueue, ServingQueue
+from simulator.engine.setup import ModelPolicy, Plan
+
+F64 = npt.NDArray[np.float64]
+QueueFactory = Callable[[F64, F64, int], ServingQueue]
+
+
+@dataclass(slots=True)
+class Trajectory:
+    """What one run leaves behind for the summary (per model unless said otherwise)."""
+
+    queues: list[ServingQueue]
+    cluster: Cluster
+    scale_events: list[int]
+    reasons: dict[str, int]
+    sample_t: F64
+    queue_depth: list[F64]
+    desired: list[F64]
+    ready: list[F64]
+    nodes: list[F64]
+    decisions: list[list[tuple[Observation, Any]]] = field(default_factory=list)
+
+
+def simulate(
+    plan: Plan,
+    policies: list[ModelPolicy],
+    progress: Callable[[float], None] | None = None,
+    make_queue: QueueFactory = ModelQueue,
+    record_decisions: bool = False,
+) -> Trajectory:
+    """Run ``policies`` (one per model, in plan order) through the plan's control instants."""
+    models = plan.models
+    n = len(models)
+    queues = [make_queue(m.arrival_s, m.service_s, m.concurrency) for m in models]
+    cluster = Cluster(
+        plan.pools,
+        [m.pool for m in models],
+        [m.gpus for m in models],
+        [m.startup_s for m in models],
+        queues,
+        plan.seed,
+    )
+    hpas = [Hpa(m.hpa) for m in models]
+    kedas = [Keda(m.cooldown_s, m.keda_min_replicas) for m in models]
+    states = [p.initial_state() for p in policies]
+    targets = [p.metric_target for p in policies]
+    metric = [0.0] * n
+    scale_events = [0] * n
+    reasons: dict[str, int] = {}
+    decisions: list[list[tuple[Observation, Any]]] = [[] for _ in range(n)]
+
+    n_samples = int(plan.is_sample.sum())
+    depth = [np.zeros(n_samples) for _ in range(n)]
+    desired = [np.zeros(n_samples) for _ in range(n)]
+    ready_s = [np.zeros(n_samples) for _ in range(n)]
+    nodes = [np.zeros(n_samples) for _ in range(n)]
+    sample_t = plan.times[plan.is_sample]
+
+    times = plan.times.tolist()
+    polls = plan.is_poll.tolist()
+    syncs = plan.is_sync.tolist()
+    samples = plan.is_sample.tolist()
+    report_every = max(len(times) // 200, 1)
+    k = 0
+    for i, t in enumerate(times):
+        cluster.maintain(t)
+        if polls[i]:
+            for m in range(n):
+                queue = queues[m]
+                queue.advance(t)
+                ready, warming = cluster.ready_warming(m, t)
+                obs = Observation(
+                    at_s=t,
+                    pending=queue.arrived(t) - queue.started(),
+                    in_flight=queue.in_flight(t),
+                    ready=ready,
+                    warming=warming,
+                )
+                decision, states[m] = policies[m].decide(obs, states[m])
+                if record_decisions:
+                    decisions[m].append((obs, decision))
+                key = decision.reason.value
+                reasons[key] = reasons.get(key, 0) + 1
+                metric[m] = decision.metric_value
+                current = cluster.replicas(m)
+                keda_sets = kedas[m].poll(t, decision.active, current)
+                if keda_sets is not None and keda_sets != current:
+                    cluster.set_replicas(m, keda_sets, t)
+                    scale_events[m] += 1
+        if syncs[i]:
+            for m in range(n):
+                current = cluster.replicas(m)
+                if current == 0:
+                    continue
+                step = hpas[m].sync(t, current, metric[m], targets[m])
+                if step.replicas != current:
+                    cluster.set_replicas(m, step.replicas, t)
+                    scale_events[m] += 1
+        cluster.maintain(t)
+        if samples[i]:
+            for m in range(n):
+                queue = queues[m]
+                queue.advance(t)
+                depth[m][k] = queue.arrived(t) - queue.started()
+                desired[m][k] = cluster.replicas(m)
+                ready_s[m][k] = cluster.ready_warming(m, t)[0]
+                nodes[m][k] = cluster.nodes_in_pool(models[m].pool)
+            k += 1
+        if progress is not None and i % report_every == 0:
+            progress(i / len(times))
+    for queue in queues:
+        queue.advance(plan.end_s)
+    cluster.finish(plan.end_s)
+    if progress is not None:
+        progress(1.0)
+    return Trajectory(
+        queues=queues,
+        cluster=cluster,
+        scale_events=scale_events,
+        reasons=reasons,
+        sample_t=sample_t,
+        queue_depth=depth,
+        desired=desired,
+        ready=ready_s,
+        nodes=nodes,
+        decisions=decisions,
+    )

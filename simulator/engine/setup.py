@@ -1,0 +1,212 @@
+"""From a scenario and a trace to what the engine runs on: per-model request arrays, pool and
+control-plane specs, and the control instants. Pure: no clock, no files."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from policies.queue_depth import QueueDepthPolicy
+from policies.types import Policy
+from simulator.engine.cluster import PoolSpec
+from simulator.engine.hpa import Direction, HpaSpec, Rule
+from simulator.scenario import ScalingBehavior, Scenario
+from simulator.traces.trace import Trace
+
+F64 = npt.NDArray[np.float64]
+
+DRAIN_S = 900.0
+"""Without ``simulation.duration_s`` a run lasts until this many seconds after the last arrival,
+so requests arriving at the very end get a fair chance to be served."""
+
+ModelPolicy = Policy[Any]
+PolicyTriple = tuple[str, str, ModelPolicy | Mapping[str, ModelPolicy]]
+
+
+class EngineError(ValueError):
+    """The scenario, trace and policies do not fit together; the message names the part."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRun:
+    """One scenario model as the engine sees it.
+
+    arrival_s/service_s: its requests (arrival sorted), seconds.
+    concurrency:         batch slots per replica.
+    gpus:                GPUs per replica.
+    pool:                index of its node pool.
+    startup_s:           (low, high) pod start-up seconds once its node is ready.
+    hpa:                 its HPA's spec; keda_min_replicas/cooldown_s: its ScaledObject's.
+    """
+
+    name: str
+    arrival_s: F64
+    service_s: F64
+    concurrency: int
+    gpus: int
+    pool: int
+    startup_s: tuple[float, float]
+    hpa: HpaSpec
+    keda_min_replicas: int
+    cooldown_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything one run needs. Times in seconds from the trace start.
+
+    times:   the control instants (sorted), with flags saying what happens at each.
+    end_s:   end of the run; requests not started by then are unserved.
+    step_s:  series sampling step.
+    """
+
+    models: list[ModelRun]
+    pools: list[PoolSpec]
+    times: F64
+    is_poll: npt.NDArray[np.bool_]
+    is_sync: npt.NDArray[np.bool_]
+    is_sample: npt.NDArray[np.bool_]
+    end_s: float
+    step_s: float
+    slo_wait_s: float
+    seed: int
+    assumptions: list[str]
+
+
+def direction(behavior: ScalingBehavior) -> Direction:
+    return Direction(
+        window_s=float(behavior.stabilization_window_s),
+        rules=tuple(Rule(r.type, r.value, float(r.period_s)) for r in behavior.policies),
+        select=behavior.select_policy,
+        tolerance=behavior.tolerance,
+    )
+
+
+def _grid(period_s: float, end_s: float) -> npt.NDArray[np.int64]:
+    """Multiples of ``period_s`` in [0, end_s], as integer milliseconds."""
+    count = math.floor(end_s / period_s + 1e-9) + 1
+    return np.round(np.arange(count) * period_s * 1000.0).astype(np.int64)
+
+
+def plan(trace: Trace, scenario: Scenario) -> Plan:
+    """Split the trace by scenario model and lay out the control instants."""
+    try:
+        index = scenario.trace_model_index(trace.models)
+    except KeyError as exc:
+        raise EngineError(str(exc.args[0])) from None
+    of_request = index[trace.model] if len(trace) else np.zeros(0, np.int32)
+    pool_names = list(scenario.node_pools)
+    pools = []
+    for spec in scenario.node_pools.values():
+        buffer = spec.warm_buffer
+        pools.append(
+            PoolSpec(
+                name=spec.name,
+                gpus_per_node=spec.gpus_per_node,
+                usd_per_hour=spec.hourly_usd,
+                launch_s=(spec.launch_s.low, spec.launch_s.high),
+                consolidate_after_s=spec.consolidate_after_s,
+                spot=spec.capacity_type == "spot",
+                interruptions_per_hour=spec.spot_interruptions_per_hour,
+                notice_s=spec.spot_notice_s,
+                max_nodes=spec.max_nodes,
+                buffer_nodes=None if buffer is None else buffer.nodes,
+                buffer_utilization=None if buffer is None else buffer.target_utilization,
+            )
+        )
+    hpa = scenario.control_plane.hpa
+    keda = scenario.control_plane.keda
+    up, down = direction(hpa.scale_up), direction(hpa.scale_down)
+    models = []
+    single = len(scenario.models) == 1
+    for i, model in enumerate(scenario.models.values()):
+        if single:
+            arrival, rows = trace.arrival_s, None
+        else:
+            rows = np.flatnonzero(of_request == i)
+            arrival = trace.arrival_s[rows]
+        if trace.service_s is not None:
+            service = trace.service_s if rows is None else trace.service_s[rows]
+        else:
+            tokens_in = trace.input_tokens if rows is None else trace.input_tokens[rows]
+            tokens_out = trace.output_tokens if rows is None else trace.output_tokens[rows]
+            service = model.service.service_s(tokens_in, tokens_out, model.max_concurrency)
+        config = model.policy.to_policy_config()
+        models.append(
+            ModelRun(
+                name=model.name,
+                arrival_s=np.ascontiguousarray(arrival),
+                service_s=np.ascontiguousarray(service, dtype=np.float64),
+                concurrency=model.max_concurrency,
+                gpus=model.gpus_per_replica,
+                pool=pool_names.index(model.node_pool),
+                startup_s=(model.startup_s.low, model.startup_s.high),
+                hpa=HpaSpec(max(config.min_replicas, 1), config.max_replicas, up, down),
+                keda_min_replicas=config.min_replicas,
+                cooldown_s=keda.cooldown_period_s,
+            )
+        )
+    step = scenario.simulation.sample_every_s
+    if scenario.simulation.duration_s is not None:
+        end = scenario.simulation.duration_s
+        horizon = f"runs {end:g} s from the trace start (simulation.duration_s)"
+    else:
+        end = trace.duration_s + DRAIN_S
+        horizon = f"runs until {DRAIN_S:g} s after the last arrival"
+    end = math.ceil(end / step - 1e-9) * step
+    polls = _grid(keda.polling_interval_s, end)
+    syncs = _grid(hpa.sync_period_s, end)
+    samples = _grid(step, end)
+    ms = np.unique(np.concatenate([polls, syncs, samples]))
+    assumptions = [
+        f"KEDA polls the scaler every {keda.polling_interval_s:g} s (cooldown "
+        f"{keda.cooldown_period_s:g} s); the HPA syncs every {hpa.sync_period_s:g} s on the "
+        "metric of the latest poll",
+        f"the run {horizon}; requests not started by then count as unserved",
+        "requests in service on a spot node that is reclaimed are assumed to finish",
+        "a replica holds max_concurrency batch slots; a request holds one slot for its service time",
+    ]
+    for pool in pools:
+        assumptions.append(
+            f"node pool {pool.name}: {pool.gpus_per_node} GPUs/node at ${pool.usd_per_hour:g}/node-hour"
+            f" ({'spot' if pool.spot else 'on-demand'}), launch {pool.launch_s[0]:g}-"
+            f"{pool.launch_s[1]:g} s, empty nodes removed after {pool.consolidate_after_s:g} s"
+        )
+    return Plan(
+        models=models,
+        pools=pools,
+        times=ms.astype(np.float64) / 1000.0,
+        is_poll=np.isin(ms, polls),
+        is_sync=np.isin(ms, syncs),
+        is_sample=np.isin(ms, samples),
+        end_s=float(end),
+        step_s=float(step),
+        slo_wait_s=scenario.slo_wait_s,
+        seed=scenario.seed,
+        assumptions=assumptions,
+    )
+
+
+def default_policies(scenario: Scenario) -> list[PolicyTriple]:
+    """Just depthscale's queue-depth policy, each model with its own thresholds."""
+    per_model: dict[str, ModelPolicy] = {
+        name: QueueDepthPolicy(model.policy.to_policy_config())
+        for name, model in scenario.models.items()
+    }
+    return [("depthscale", "depthscale", per_model)]
+
+
+def per_model(entry: PolicyTriple, names: Sequence[str]) -> list[ModelPolicy]:
+    """The policy object for each model: one shared object, or a mapping covering every model."""
+    name, _, policy = entry
+    if isinstance(policy, Mapping):
+        missing = [m for m in names if m not in policy]
+        if missing:
+            raise EngineError(f"policy {name}: no policy object for model(s) {', '.join(missing)}")
+        return [policy[m] for m in names]
+    return [policy for _ in names]

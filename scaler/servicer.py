@@ -33,11 +33,13 @@ from scaler.service import ScalerService, Target
 log = logging.getLogger("depthscale.grpc")
 
 _R = TypeVar("_R")
+_REQUEST_FIELDS = frozenset({"name", "metricName"})  # request fields, not scalerMetadata keys
 
 
 def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, MetadataError):
-        return grpc.StatusCode.INVALID_ARGUMENT, f"scalerMetadata {exc}"
+        where = "" if exc.key in _REQUEST_FIELDS else "scalerMetadata "
+        return grpc.StatusCode.INVALID_ARGUMENT, f"{where}{exc}"
     if isinstance(exc, BrokerUnavailable):
         return grpc.StatusCode.UNAVAILABLE, str(exc) or type(exc).__name__
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see scaler logs"

@@ -181,7 +181,12 @@ class PolicyThresholds(_Strict):
         """The set keys as ScaledObject trigger metadata (all values strings, as KEDA sends them)."""
         out: dict[str, str] = {}
         for key, value in self.model_dump(by_alias=True, exclude_none=True).items():
-            out[key] = value.value if isinstance(value, Mode) else f"{value:g}"
+            if isinstance(value, Mode):
+                out[key] = value.value
+            elif isinstance(value, float) and not value.is_integer():
+                out[key] = repr(value)
+            else:
+                out[key] = str(int(value))
         return out
 
 

@@ -255,7 +255,8 @@ class ScalerService:
 
     async def _evaluate(self, target: Target, now: float, max_age: float) -> Evaluation:
         record = await self.store.load(target.state_key)
-        if record is not None and 0 <= now - record.at_s < max_age:
+        if record is not None and now - record.at_s < max_age:
+            # Fresh from any replica, or taken by one whose clock runs ahead of ours.
             evaluation = self._adopt(target, record)
         else:
             depth = await self.read_depth(target)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policies.config import SEED, Mode
 from scaler.metadata import KEDA_KEYS, KEYS, MetadataError, parse_metadata
@@ -157,3 +159,21 @@ def test_refusal_never_echoes_the_secret() -> None:
     with pytest.raises(MetadataError) as caught:
         parse_metadata({**BASE, "broker": "redis://:hunter2@evil:6379/0"})
     assert "hunter2" not in str(caught.value)
+
+
+_KEYS = st.sampled_from([k.name for k in KEYS] + sorted(KEDA_KEYS) + ["queuesFromEnv", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.one_of(_KEYS, st.text(max_size=12)), st.text(max_size=40), max_size=8))
+def test_any_input_parses_or_names_a_key(metadata: dict[str, str]) -> None:
+    error: MetadataError | None = None
+    try:
+        parse_metadata(metadata)
+    except MetadataError as exc:  # anything else fails the test
+        error = exc
+    if error is not None:
+        blamable = set(metadata) | {"broker", "queues"}
+        blamable |= {k.removesuffix("FromEnv") for k in metadata}
+        assert error.key in blamable
+        assert str(error).startswith(f"{error.key}: ")

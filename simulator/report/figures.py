@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use(): the backend must be chosen first
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 MAX_POINTS = 1200
 _STYLE: dict[Any, Any] = {
@@ -65,31 +66,36 @@ def _svg(fig: Figure) -> str:
 
 
 def policy_figure(policy: PolicyResult, duration_s: float) -> str:
-    """Four stacked panels for one policy, one line per model: arrival rate (requests/s), queue
-    depth (requests waiting), replicas (desired dashed, ready solid) and GPU nodes."""
+    """Four stacked panels for one policy, one colour per model: arrival rate (requests/s), queue
+    depth (requests waiting), replicas (ready solid, desired by the HPA dashed) and GPU nodes."""
     unit, label = _time_axis(duration_s)
     with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(4, 1, figsize=(9, 7.2), sharex=True)
+        fig, axes = plt.subplots(4, 1, figsize=(11, 7.5), sharex=True)
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         for i, (model, series) in enumerate(sorted(policy.series.items())):
             _check_lengths(policy.name, model, series)
             color = colors[i % len(colors)]
             _panel(axes[0], series, series.arrival_rps, "mean", unit, color, model)
             _panel(axes[1], series, series.queue_depth, "max", unit, color, model)
-            _panel(axes[2], series, series.replicas_ready, "max", unit, color, f"{model} ready")
-            _panel(
-                axes[2], series, series.replicas_desired, "max", unit, color, f"{model} desired",
-                style="--",
-            )  # fmt: skip
+            _panel(axes[2], series, series.replicas_ready, "max", unit, color, model)
+            _panel(axes[2], series, series.replicas_desired, "max", unit, color, model, "--")
             _panel(axes[3], series, series.nodes, "max", unit, color, model)
-        titles = ("arrivals (req/s)", "queue depth (waiting)", "replicas", "GPU nodes")
+        titles = (
+            "arrivals (req/s)",
+            "queue depth\n(waiting)",
+            "replicas\n(solid ready,\ndashed desired)",
+            "GPU nodes",
+        )
         for ax, title in zip(axes, titles, strict=True):
             ax.set_ylabel(title)
             ax.set_ylim(bottom=0)
+        for ax in axes[2:]:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0].set_title(f"{policy.name} ({policy.kind})", loc="left", fontweight="bold")
-        axes[2].legend(loc="upper right", fontsize=7, ncol=2, frameon=False)
-        if len(policy.series) > 1:
-            axes[0].legend(loc="upper right", fontsize=7, frameon=False)
+        axes[0].legend(
+            loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(policy.series) or 1,
+            frameon=False, borderaxespad=0.2,
+        )  # fmt: skip
         axes[3].set_xlabel(label)
         fig.align_ylabels(axes)
         return _svg(fig)
@@ -127,16 +133,22 @@ def cost_wait_figure(policies: Sequence[PolicyResult], slo_wait_s: float) -> str
     """Every policy as one point: total cost (USD, x) against p95 queue wait (seconds, y), with
     the SLO as a horizontal line. Down and to the left is better."""
     with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(7, 4.2))
+        fig, ax = plt.subplots(figsize=(9, 4.2))
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        for i, policy in enumerate(policies):
+        points: dict[tuple[float, float], list[str]] = {}
+        for policy in policies:
             cost, p95 = policy.total.cost_usd, policy.total.wait_s.p95
-            if not (math.isfinite(cost) and math.isfinite(p95)):
-                continue
+            if math.isfinite(cost) and math.isfinite(p95):
+                points.setdefault((round(cost, 2), round(p95, 1)), []).append(policy.name)
+        # Policies landing on the same point share one dot and one label.
+        for i, ((cost, p95), names) in enumerate(points.items()):
             ax.scatter([cost], [p95], s=60, color=colors[i % len(colors)], zorder=3)
             ax.annotate(
-                policy.name, (cost, p95), textcoords="offset points", xytext=(6, 5), fontsize=8
-            )
+                ", ".join(names), (cost, p95), textcoords="offset points", xytext=(6, 5),
+                fontsize=8,
+            )  # fmt: skip
+        top = max([p95 for _, p95 in points] + [slo_wait_s]) * 1.15 or 1.0
+        right = max([cost for cost, _ in points] + [0.0]) * 1.25 or 1.0
         ax.axhline(slo_wait_s, color="grey", linestyle=":", linewidth=1)
         ax.annotate(
             f"SLO {slo_wait_s:g} s", (0, slo_wait_s), xycoords=("axes fraction", "data"),
@@ -144,7 +156,7 @@ def cost_wait_figure(policies: Sequence[PolicyResult], slo_wait_s: float) -> str
         )  # fmt: skip
         ax.set_xlabel("cost (USD)")
         ax.set_ylabel("p95 queue wait (s)")
-        ax.set_xlim(left=0)
-        ax.set_ylim(bottom=0)
+        ax.set_xlim(-0.02 * right, right)
+        ax.set_ylim(-0.04 * top, top)
         ax.set_title("cost against p95 wait: lower left is better", loc="left")
         return _svg(fig)

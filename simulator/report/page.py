@@ -21,12 +21,12 @@ _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1f24;
        max-width: 1200px; margin: 2em auto; padding: 0 1em; }
 h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: 12.5px; margin: .6em 0; display: block;
+table { border-collapse: collapse; font-size: 12px; margin: .6em 0; display: block;
         overflow-x: auto; }
-th, td { padding: 4px 8px; border-bottom: 1px solid #e4e4e4; text-align: right;
+th, td { padding: 4px 6px; border-bottom: 1px solid #e4e4e4; text-align: right;
          white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; font-weight: 600; }
-th { background: #f4f5f7; }
+th { background: #f4f5f7; white-space: normal; vertical-align: bottom; }
 .meta { color: #555; } .figure svg { max-width: 100%; height: auto; }
 .savings li { margin: .3em 0; }
 """

@@ -45,14 +45,12 @@ def span(duration_s: float) -> str:
 _HEADERS = [
     "cost",
     "GPU-h",
-    "node-h",
     "util.",
     "p50 wait",
     "p95 wait",
     "p99 wait",
     "max wait",
     "SLO met",
-    "served",
     "unserved",
     "scale events",
     "node launches",
@@ -64,14 +62,12 @@ def _figures(totals: Totals) -> list[str]:
     return [
         usd(totals.cost_usd),
         f"{totals.gpu_hours:,.1f}",
-        f"{totals.node_hours:,.1f}",
         share(totals.utilization),
         seconds(wait.p50),
         seconds(wait.p95),
         seconds(wait.p99),
         seconds(wait.max),
         share(totals.slo_attainment),
-        f"{totals.served:,}",
         f"{totals.unserved:,}",
         f"{totals.scale_events:,}",
         f"{totals.node_launches:,}",
@@ -82,10 +78,9 @@ def summary_table(policies: Sequence[PolicyResult]) -> Table:
     """One row per policy: its totals and its savings against each time-based baseline."""
     savings = savings_table(policies)
     bases = [p.name for p in policies if p.kind in TIME_BASED_KINDS]
-    headers = ["policy", "kind", *_HEADERS, *(f"saves vs {b}" for b in bases)]
+    headers = ["policy", *_HEADERS, *(f"saves vs {b}" for b in bases)]
     rows = [
-        [p.name, p.kind, *_figures(p.total), *(saving(savings[p.name][b]) for b in bases)]
-        for p in policies
+        [p.name, *_figures(p.total), *(saving(savings[p.name][b]) for b in bases)] for p in policies
     ]
     return headers, rows
 

@@ -163,11 +163,11 @@ def test_unknown_waits_are_null_not_nan(tmp_path: Path) -> None:
 
 def test_markdown_has_the_summary_table(written: Path) -> None:
     md = (written / "report.md").read_text()
-    header = next(line for line in md.splitlines() if line.startswith("| policy | kind |"))
+    header = next(line for line in md.splitlines() if line.startswith("| policy | cost |"))
     assert header.endswith("| saves vs business-hours | saves vs hindsight |")
     row = next(line for line in md.splitlines() if line.startswith("| depthscale |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[:3] == ["depthscale", "depthscale", "$35.00"]
+    assert cells[:2] == ["depthscale", "$35.00"]
     assert cells[-2:] == ["65.0%", "30.0%"]
     static_row = next(line for line in md.splitlines() if line.startswith("| static-peak |"))
     assert static_row.rstrip().endswith("| −20.0% | −140.0% |")

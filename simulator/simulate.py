@@ -1,0 +1,189 @@
+"""``depthscale simulate TRACE``: load the trace, build the policies, run the engine, write the
+report, print a summary.
+
+Any problem with the input (a malformed trace row, a bad scenario key, an unknown policy name)
+ends the command with one line, ``Error: file:line: what is wrong``, a non-zero exit and no report
+written: the report is rendered completely before any file of it is moved into place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from simulator.policyset import PolicyEntry, PolicySetError, build_policies
+from simulator.report import savings_table, write_report
+from simulator.report.summary import TIME_BASED_KINDS
+from simulator.results import SimulationResult
+from simulator.scenario import Scenario, ScenarioError, default_scenario, load_scenario
+from simulator.traces.loader import FORMATS, Format, load_trace
+from simulator.traces.trace import Trace, TraceError
+
+DEFAULT_OUT = "depthscale-report"
+_PROGRESS_MIN_REQUESTS = 200_000  # below this a run takes a moment: no bar
+
+Runner = Callable[
+    [Trace, Scenario, Sequence[PolicyEntry], Callable[[float], None] | None], SimulationResult
+]
+
+
+def _engine_run(
+    trace: Trace,
+    scenario: Scenario,
+    policies: Sequence[PolicyEntry],
+    progress: Callable[[float], None] | None,
+) -> SimulationResult:
+    from simulator.engine import run  # the compiled engine loads only when a run starts
+
+    return run(trace, scenario, policies, progress=progress)
+
+
+def load_inputs(
+    trace_path: Path,
+    scenario_path: Path | None,
+    fmt: Format | None,
+    seed: int | None,
+) -> tuple[Trace, Scenario]:
+    """The trace and the scenario (the default one when ``scenario_path`` is None), with
+    ``seed`` overriding the scenario's. Raises ``click.ClickException`` naming file and line."""
+    scenario: Scenario | None = None
+    if scenario_path is not None:
+        try:
+            scenario = load_scenario(scenario_path)
+        except ScenarioError as exc:
+            raise click.ClickException(str(exc)) from None
+    trace_seed = seed if seed is not None else (scenario.seed if scenario else 0)
+    try:
+        trace = load_trace(trace_path, fmt, seed=trace_seed)
+    except TraceError as exc:
+        raise click.ClickException(str(exc)) from None
+    if len(trace) == 0:
+        raise click.ClickException(f"{trace_path}: the trace has no requests")
+    if scenario is None:
+        scenario = default_scenario(trace.models)
+    if seed is not None:
+        scenario = scenario.model_copy(update={"seed": seed})
+    return trace, scenario
+
+
+def simulate_to(
+    trace: Trace,
+    scenario: Scenario,
+    scenario_name: str,
+    out: Path,
+    policy_names: Sequence[str] | None,
+    progress: Callable[[float], None] | None,
+    runner: Runner = _engine_run,
+) -> SimulationResult:
+    """Build the policies, run, write the report into ``out``; errors as ``ClickException``."""
+    try:
+        policies = build_policies(scenario, trace, policy_names)
+    except PolicySetError as exc:
+        raise click.ClickException(f"{scenario_name}: {exc}") from None
+    except KeyError as exc:  # a trace model no scenario model serves
+        raise click.ClickException(f"{scenario_name}: models: {exc.args[0]}") from None
+    result = runner(trace, scenario, policies, progress)
+    write_report(result, out)
+    return result
+
+
+def summary_table(result: SimulationResult) -> Table:
+    """Cost, p95 wait, SLO attainment and savings against each time-based baseline."""
+    bases = [p.name for p in result.policies if p.kind in TIME_BASED_KINDS]
+    savings = savings_table(result.policies)
+    table = Table(title=f"{result.trace} — SLO: wait ≤ {result.slo_wait_s:g} s")
+    table.add_column("policy")
+    for header in ("cost (USD)", "p95 wait (s)", "SLO met", "unserved"):
+        table.add_column(header, justify="right")
+    for base in bases:
+        table.add_column(f"vs {base}", justify="right")
+    for p in result.policies:
+        cells = [
+            p.name,
+            f"{p.total.cost_usd:,.2f}",
+            f"{p.total.wait_s.p95:,.1f}" if math.isfinite(p.total.wait_s.p95) else "n/a",
+            f"{100 * p.total.slo_attainment:.1f}%",
+            f"{p.total.unserved:,}",
+        ]
+        for base in bases:
+            pct = savings[p.name][base]
+            cells.append("n/a" if pct is None else f"{pct:.1f}%")
+        table.add_row(*cells)
+    return table
+
+
+@click.command()
+@click.argument("trace_path", metavar="TRACE", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Scenario (models file) YAML. Default: every trace model on 1×A100 (p4d.24xlarge, "
+    "on-demand) with the seed's policy settings.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_OUT,
+    show_default=True,
+    help="Directory for report.json, report.md and report.html.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), help="Trace format (default: detected)."
+)
+@click.option("--seed", type=int, help="Seed (default: the scenario's).")
+@click.option(
+    "--policies",
+    "policy_list",
+    metavar="A,B",
+    help="Compare only these policies of the scenario (comma-separated names).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def simulate(
+    trace_path: Path,
+    scenario_path: Path | None,
+    out_dir: Path,
+    fmt: Format | None,
+    seed: int | None,
+    policy_list: str | None,
+    no_progress: bool,
+) -> None:
+    """Replay TRACE through modelled KEDA, HPA and GPU node pools and compare policies' GPU cost
+    and queue wait. Writes a report (JSON, Markdown, self-contained HTML) to --out."""
+    names = [n.strip() for n in policy_list.split(",") if n.strip()] if policy_list else None
+    trace, scenario = load_inputs(trace_path, scenario_path, fmt, seed)
+    scenario_name = str(scenario_path) if scenario_path else "default scenario"
+    err = Console(stderr=True)
+    show_bar = not no_progress and err.is_terminal and len(trace) >= _PROGRESS_MIN_REQUESTS
+    if show_bar:
+        bar = Progress(
+            TextColumn("simulating"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        task = bar.add_task("simulate", total=1.0)
+        with bar:
+            result = simulate_to(
+                trace,
+                scenario,
+                scenario_name,
+                out_dir,
+                names,
+                lambda done: bar.update(task, completed=done),
+            )
+    else:
+        result = simulate_to(trace, scenario, scenario_name, out_dir, names, None)
+    probe = Console()
+    out = probe if probe.is_terminal else Console(width=140)  # files and pipes: no truncation
+    out.print(summary_table(result))
+    out.print(f"Report: {out_dir / 'report.html'} (also report.md, report.json)")

@@ -248,6 +248,58 @@ def summary_lines(trace: Trace, title: str) -> list[str]:
 
 
 @click.command()
-def simulate() -> None:
-    """Replay a trace through modelled KEDA/HPA/GPU node pools and compare policies."""
-    raise click.ClickException("not available yet")
+@click.argument("trace_path", metavar="TRACE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Scenario (models file) YAML. Default: every trace model on one A100 of on-demand "
+    "p4d.24xlarge nodes, with the seed's policy settings (docs/simulator.md).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="depthscale-report",
+    show_default=True,
+    help="Directory for report.json, report.md and report.html.",
+)
+@click.option(
+    "--policies",
+    "policy_list",
+    metavar="A,B",
+    help="Compare only these of the scenario's policies (comma-separated names).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@trace_input_options
+def simulate(
+    trace_path: Path,
+    scenario_path: Path | None,
+    out_dir: Path,
+    policy_list: str | None,
+    no_progress: bool,
+    trace_format: str | None,
+    model_name: str | None,
+    time_scale: float,
+    rate: float,
+    rename: tuple[str, ...],
+    seed: int,
+) -> None:
+    """Replay TRACE through modelled KEDA, HPA and GPU node pools and compare the policies' GPU
+    cost and queue wait. Writes report.json, report.md and report.html to --out.
+
+    --seed, when given, also replaces the scenario's seed."""
+    from simulator.simulate import run_command  # engine and matplotlib load only here
+
+    source = click.get_current_context().get_parameter_source("seed")
+    given = source is not None and source is not click.core.ParameterSource.DEFAULT
+    run_command(
+        lambda s: load_trace_from_options(
+            trace_path, trace_format, model_name, time_scale, rate, rename, s
+        ),
+        scenario_path,
+        out_dir,
+        seed if given else None,
+        policy_list,
+        no_progress,
+    )

@@ -1,5 +1,6 @@
-"""``depthscale simulate TRACE``: load the trace, build the policies, run the engine, write the
-report, print a summary.
+"""What ``depthscale simulate TRACE`` does (the command's options live in ``simulator.cli``):
+load the trace and scenario, build the policies, run the engine, write the report, print a
+summary.
 
 Any problem with the input (a malformed trace row, a bad scenario key, an unknown policy name)
 ends the command with one line, ``Error: file:line: what is wrong``, a non-zero exit and no report
@@ -22,10 +23,8 @@ from simulator.report import savings_table, write_report
 from simulator.report.summary import TIME_BASED_KINDS
 from simulator.results import SimulationResult
 from simulator.scenario import Scenario, ScenarioError, default_scenario, load_scenario
-from simulator.traces.loader import FORMATS, Format, load_trace
-from simulator.traces.trace import Trace, TraceError
+from simulator.traces.trace import Trace
 
-DEFAULT_OUT = "depthscale-report"
 _PROGRESS_MIN_REQUESTS = 200_000  # below this a run takes a moment: no bar
 
 Runner = Callable[
@@ -45,26 +44,22 @@ def _engine_run(
 
 
 def load_inputs(
-    trace_path: Path,
+    load: Callable[[int], Trace],
     scenario_path: Path | None,
-    fmt: Format | None,
     seed: int | None,
 ) -> tuple[Trace, Scenario]:
-    """The trace and the scenario (the default one when ``scenario_path`` is None), with
-    ``seed`` overriding the scenario's. Raises ``click.ClickException`` naming file and line."""
+    """The trace (``load(seed)``, which raises ``click.ClickException`` naming file and line) and
+    the scenario: the file's, or the default one for the trace's models when ``scenario_path``
+    is None. ``seed`` overrides the scenario's seed when given."""
     scenario: Scenario | None = None
     if scenario_path is not None:
         try:
             scenario = load_scenario(scenario_path)
         except ScenarioError as exc:
             raise click.ClickException(str(exc)) from None
-    trace_seed = seed if seed is not None else (scenario.seed if scenario else 0)
-    try:
-        trace = load_trace(trace_path, fmt, seed=trace_seed)
-    except TraceError as exc:
-        raise click.ClickException(str(exc)) from None
+    trace = load(seed if seed is not None else (scenario.seed if scenario else 0))
     if len(trace) == 0:
-        raise click.ClickException(f"{trace_path}: the trace has no requests")
+        raise click.ClickException(f"{trace.source or 'trace'}: the trace has no requests")
     if scenario is None:
         scenario = default_scenario(trace.models)
     if seed is not None:
@@ -118,47 +113,19 @@ def summary_table(result: SimulationResult) -> Table:
     return table
 
 
-@click.command()
-@click.argument("trace_path", metavar="TRACE", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--scenario",
-    "scenario_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Scenario (models file) YAML. Default: every trace model on 1×A100 (p4d.24xlarge, "
-    "on-demand) with the seed's policy settings.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=DEFAULT_OUT,
-    show_default=True,
-    help="Directory for report.json, report.md and report.html.",
-)
-@click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), help="Trace format (default: detected)."
-)
-@click.option("--seed", type=int, help="Seed (default: the scenario's).")
-@click.option(
-    "--policies",
-    "policy_list",
-    metavar="A,B",
-    help="Compare only these policies of the scenario (comma-separated names).",
-)
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-def simulate(
-    trace_path: Path,
+def run_command(
+    load: Callable[[int], Trace],
     scenario_path: Path | None,
     out_dir: Path,
-    fmt: Format | None,
     seed: int | None,
     policy_list: str | None,
     no_progress: bool,
-) -> None:
-    """Replay TRACE through modelled KEDA, HPA and GPU node pools and compare policies' GPU cost
-    and queue wait. Writes a report (JSON, Markdown, self-contained HTML) to --out."""
+    runner: Runner = _engine_run,
+) -> SimulationResult:
+    """What ``depthscale simulate`` does once its options are parsed: load, run with a progress
+    bar on long runs (stderr, terminals only), write the report, print the summary."""
     names = [n.strip() for n in policy_list.split(",") if n.strip()] if policy_list else None
-    trace, scenario = load_inputs(trace_path, scenario_path, fmt, seed)
+    trace, scenario = load_inputs(load, scenario_path, seed)
     scenario_name = str(scenario_path) if scenario_path else "default scenario"
     err = Console(stderr=True)
     show_bar = not no_progress and err.is_terminal and len(trace) >= _PROGRESS_MIN_REQUESTS
@@ -180,10 +147,12 @@ def simulate(
                 out_dir,
                 names,
                 lambda done: bar.update(task, completed=done),
+                runner,
             )
     else:
-        result = simulate_to(trace, scenario, scenario_name, out_dir, names, None)
+        result = simulate_to(trace, scenario, scenario_name, out_dir, names, None, runner)
     probe = Console()
     out = probe if probe.is_terminal else Console(width=140)  # files and pipes: no truncation
     out.print(summary_table(result))
     out.print(f"Report: {out_dir / 'report.html'} (also report.md, report.json)")
+    return result

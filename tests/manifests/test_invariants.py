@@ -1,0 +1,342 @@
+"""Cross-object invariants of each built overlay: what no schema can see."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from scaler.metadata import parse_metadata
+from tests.manifests.conftest import built
+from tests.manifests.kustomize import Obj, pod_spec
+
+GPU = "nvidia.com/gpu"
+POOL_LABEL = "depthscale.io/node-pool"
+# Secrets the operator creates (docs/deploy.md); everything else a pod references must exist.
+OPERATOR_SECRETS = frozenset({"depthscale-scaler", "gateway-api-keys", "huggingface"})
+# Node agents that must run on GPU nodes without holding a GPU.
+GPU_NODE_AGENTS = frozenset({("DaemonSet", "dcgm-exporter")})
+
+Overlay = tuple[str, list[Obj]]
+
+
+def _ns(obj: Obj) -> str:
+    return str(obj["metadata"].get("namespace", ""))
+
+
+def _name(obj: Obj) -> str:
+    return str(obj["metadata"]["name"])
+
+
+def _workloads(objects: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
+    for obj in objects:
+        spec = pod_spec(obj)
+        if spec is not None:
+            yield obj, spec
+
+
+def _pod_labels(obj: Obj) -> dict[str, str]:
+    return dict(obj["spec"]["template"]["metadata"].get("labels", {}))
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _find(objects: list[Obj], kind: str, namespace: str, name: str) -> Obj | None:
+    return next(
+        (o for o in objects if o["kind"] == kind and _ns(o) == namespace and _name(o) == name),
+        None,
+    )
+
+
+def _requests_gpu(spec: Obj) -> bool:
+    return any(GPU in c.get("resources", {}).get("limits", {}) for c in spec.get("containers", []))
+
+
+def _tolerates_gpu_taint(spec: Obj) -> bool:
+    return any(
+        t.get("key") == GPU
+        and t.get("effect", "NoSchedule") == "NoSchedule"
+        and (t.get("operator") == "Exists")
+        for t in spec.get("tolerations", [])
+    )
+
+
+def test_workload_selectors_match_their_pod_labels(overlay: Overlay) -> None:
+    _, objects = overlay
+    for obj, _spec in _workloads(objects):
+        selector = obj["spec"]["selector"]["matchLabels"]
+        assert _selects(selector, _pod_labels(obj)), _name(obj)
+
+
+def test_services_pdbs_and_policies_select_pods_with_the_named_ports(overlay: Overlay) -> None:
+    _, objects = overlay
+    pods = [(o, s) for o, s in _workloads(objects)]
+    for obj in objects:
+        if obj["kind"] == "Service":
+            selector = obj["spec"]["selector"]
+        elif obj["kind"] == "PodDisruptionBudget":
+            selector = obj["spec"]["selector"]["matchLabels"]
+        elif obj["kind"] == "NetworkPolicy":
+            selector = obj["spec"]["podSelector"]["matchLabels"]
+        else:
+            continue
+        matched = [
+            (w, s) for w, s in pods if _ns(w) == _ns(obj) and _selects(selector, _pod_labels(w))
+        ]
+        assert matched, f"{obj['kind']} {_name(obj)} selects no pods"
+        if obj["kind"] == "Service":
+            for port in obj["spec"]["ports"]:
+                target = port["targetPort"]
+                for _w, spec in matched:
+                    names = {
+                        p.get("name") if isinstance(target, str) else p["containerPort"]
+                        for c in spec["containers"]
+                        for p in c.get("ports", [])
+                    }
+                    assert target in names, f"Service {_name(obj)} port {target} not on pods"
+
+
+def test_service_monitors_select_a_service_with_the_port(overlay: Overlay) -> None:
+    _, objects = overlay
+    for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
+        services = [
+            s
+            for s in objects
+            if s["kind"] == "Service"
+            and _ns(s) == _ns(monitor)
+            and _selects(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
+        ]
+        assert services, f"ServiceMonitor {_name(monitor)} selects no Service"
+        for endpoint in monitor["spec"]["endpoints"]:
+            assert all(
+                endpoint["port"] in {p["name"] for p in s["spec"]["ports"]} for s in services
+            )
+
+
+def test_every_container_has_requests_and_limits(overlay: Overlay) -> None:
+    _, objects = overlay
+    for obj, spec in _workloads(objects):
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            resources = c.get("resources", {})
+            for part in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(resources.get(part, {})), (
+                    f"{_name(obj)}/{c['name']} lacks {part}"
+                )
+
+
+def test_gpu_pods_request_gpus_tolerate_the_taint_and_select_a_gpu_pool(
+    overlay: Overlay,
+) -> None:
+    name, objects = overlay
+    pools = _gpu_pools(name, objects)
+    gpu_pods = [(o, s) for o, s in _workloads(objects) if _requests_gpu(s)]
+    assert {_name(o) for o, _ in gpu_pods} >= {
+        _name(o) for o in objects if o["kind"] == "ScaledObject"
+    }, "every scaled model is a GPU workload"
+    for obj, spec in gpu_pods:
+        for c in spec["containers"]:
+            limits, requests = c["resources"]["limits"], c["resources"]["requests"]
+            if GPU in limits:
+                assert requests.get(GPU) == limits[GPU], "GPU request must equal its limit"
+                assert int(limits[GPU]) >= 1
+        assert _tolerates_gpu_taint(spec), f"{_name(obj)} does not tolerate the GPU taint"
+        pool = spec.get("nodeSelector", {}).get(POOL_LABEL)
+        assert pool in pools, f"{_name(obj)} selects no GPU pool of {name}"
+        if name == "gke":
+            assert spec["nodeSelector"]["cloud.google.com/compute-class"] == pools[pool]
+
+
+def test_no_cpu_workload_tolerates_the_gpu_taint(overlay: Overlay) -> None:
+    _, objects = overlay
+    for obj, spec in _workloads(objects):
+        if _requests_gpu(spec) or (obj["kind"], _name(obj)) in GPU_NODE_AGENTS:
+            continue
+        assert not any(t.get("key") == GPU for t in spec.get("tolerations", [])), _name(obj)
+
+
+def test_gpu_node_agents_run_only_on_gpu_nodes(overlay: Overlay) -> None:
+    _, objects = overlay
+    for kind, name in GPU_NODE_AGENTS:
+        [agent] = [o for o in objects if o["kind"] == kind and _name(o) == name]
+        spec = pod_spec(agent)
+        assert spec is not None
+        assert _tolerates_gpu_taint(spec)
+        terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert terms["nodeSelectorTerms"], "a GPU node agent must be held to GPU nodes"
+
+
+def _gpu_pools(overlay: str, objects: list[Obj]) -> dict[str, str]:
+    """Pool label value -> the NodePool / ComputeClass that provides it."""
+    pools: dict[str, str] = {}
+    for obj in objects:
+        if obj["kind"] == "NodePool":
+            template = obj["spec"]["template"]
+            label = template.get("metadata", {}).get("labels", {}).get(POOL_LABEL)
+            if label is not None:
+                pools[label] = _name(obj)
+        elif obj["kind"] == "ComputeClass":
+            pools[obj["spec"]["nodePoolConfig"]["nodeLabels"][POOL_LABEL]] = _name(obj)
+    assert pools, f"{overlay} defines no GPU pool"
+    return pools
+
+
+def test_eks_gpu_pools_are_tainted_capped_and_consolidated_when_empty() -> None:
+    name, objects = "eks-karpenter", built("eks-karpenter")
+    node_classes = {_name(o) for o in objects if o["kind"] == "EC2NodeClass"}
+    gpu_pools = set(_gpu_pools(name, objects).values())
+    for pool in (o for o in objects if o["kind"] == "NodePool"):
+        spec = pool["spec"]
+        assert spec["template"]["spec"]["nodeClassRef"]["name"] in node_classes
+        taints = spec["template"]["spec"].get("taints", [])
+        requirements = {r["key"]: r for r in spec["template"]["spec"]["requirements"]}
+        if _name(pool) in gpu_pools:
+            assert {"key": GPU, "value": "true", "effect": "NoSchedule"} in taints
+            assert int(spec["limits"][GPU]) >= 1
+            assert spec["disruption"] == {
+                "consolidationPolicy": "WhenEmpty",
+                "consolidateAfter": "15m",
+            }
+        else:
+            assert not taints, "the CPU pool carries no taint"
+            gpu_count = requirements["karpenter.k8s.aws/instance-gpu-count"]
+            assert gpu_count["operator"] == "DoesNotExist", "the CPU pool must exclude GPUs"
+
+
+def test_gke_compute_classes_try_spot_then_on_demand() -> None:
+    objects = built("gke")
+    classes = [o for o in objects if o["kind"] == "ComputeClass"]
+    assert classes
+    for compute_class in classes:
+        spec = compute_class["spec"]
+        assert spec["nodePoolAutoCreation"] == {"enabled": True}
+        assert [p["spot"] for p in spec["priorities"]] == [True, False]
+        assert all(p["gpu"]["count"] >= 1 for p in spec["priorities"])
+
+
+def test_scaled_objects_target_deployments_and_address_the_scaler(overlay: Overlay) -> None:
+    _, objects = overlay
+    scaled = [o for o in objects if o["kind"] == "ScaledObject"]
+    assert scaled
+    for so in scaled:
+        spec = so["spec"]
+        ref = spec["scaleTargetRef"]
+        assert ref.get("kind", "Deployment") == "Deployment"
+        assert _find(objects, "Deployment", _ns(so), ref["name"]) is not None, ref["name"]
+        assert spec["fallback"]["failureThreshold"] >= 1
+        [trigger] = spec["triggers"]
+        assert trigger["type"] == "external"
+        host, _, port = trigger["metadata"]["scalerAddress"].rpartition(":")
+        match = re.fullmatch(r"([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local", host)
+        assert match, f"{_name(so)}: scalerAddress must be a Service DNS name"
+        service = _find(objects, "Service", match[2], match[1])
+        assert service is not None, f"{_name(so)}: no Service {host}"
+        grpc_ports = [p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"]
+        assert grpc_ports == [int(port)]
+        # The scaler's own parser accepts the metadata, and the counts agree with KEDA's.
+        parsed = parse_metadata(trigger["metadata"])
+        assert parsed.config.max_replicas == spec["maxReplicaCount"]
+        assert parsed.config.min_replicas == spec["minReplicaCount"]
+
+
+def test_gateway_routes_point_at_existing_services_and_ports(overlay: Overlay) -> None:
+    _, objects = overlay
+    gateway = next(o for o in objects if o["kind"] == "Deployment" and "gateway" in _name(o))
+    [routes] = [o for o in objects if o["kind"] == "ConfigMap" and _name(o) == "gateway-routes"]
+    assert _ns(routes) == _ns(gateway)
+    upstreams = dict(
+        re.findall(r"upstream (\S+) \{ server ([^;]+);", routes["data"]["upstreams.conf"])
+    )
+    assert upstreams
+    for upstream, server in upstreams.items():
+        host, _, port = server.rpartition(":")
+        service = _find(objects, "Service", _ns(gateway), host)
+        assert service is not None, f"upstream {upstream}: no Service {host}"
+        assert int(port) in {p["port"] for p in service["spec"]["ports"]}
+    targets = re.findall(r'^"[^"]+" (\S+);$', routes["data"]["routes.map"], re.M)
+    assert targets
+    assert set(targets) <= set(upstreams)
+    models = {_name(o) for o in objects if o["kind"] == "ScaledObject"}
+    assert models <= set(targets), "every scaled model is reachable through the gateway"
+
+
+def test_referenced_config_exists(overlay: Overlay) -> None:
+    _, objects = overlay
+    for obj, spec in _workloads(objects):
+        refs: list[tuple[str, str]] = []
+        for volume in spec.get("volumes", []):
+            if "configMap" in volume:
+                refs.append(("ConfigMap", volume["configMap"]["name"]))
+            if "secret" in volume:
+                refs.append(("Secret", volume["secret"]["secretName"]))
+            for source in volume.get("projected", {}).get("sources", []):
+                if "configMap" in source:
+                    refs.append(("ConfigMap", source["configMap"]["name"]))
+                if "secret" in source:
+                    refs.append(("Secret", source["secret"]["name"]))
+        for c in spec["containers"]:
+            for env in c.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    refs.append(("Secret", ref["name"]))
+        for kind, ref_name in refs:
+            if kind == "Secret":
+                assert ref_name in OPERATOR_SECRETS, f"{_name(obj)}: undocumented Secret {ref_name}"
+            else:
+                assert _find(objects, kind, _ns(obj), ref_name), f"{_name(obj)}: no {ref_name}"
+        if spec.get("priorityClassName", "").startswith("depthscale-"):
+            assert _find(objects, "PriorityClass", "", spec["priorityClassName"])
+
+
+def test_models_preempt_the_gpu_buffer(overlay: Overlay) -> None:
+    _, objects = overlay
+    classes = {_name(o): o for o in objects if o["kind"] == "PriorityClass"}
+    serving, buffer = classes["depthscale-model-serving"], classes["depthscale-gpu-buffer"]
+    assert serving["value"] > 0 > buffer["value"]
+    assert buffer["preemptionPolicy"] == "Never"
+    for obj, spec in _workloads(objects):
+        if _requests_gpu(spec):
+            expected = (
+                "depthscale-gpu-buffer" if "buffer" in _name(obj) else "depthscale-model-serving"
+            )
+            assert spec["priorityClassName"] == expected, _name(obj)
+
+
+def test_scaler_and_gateway_run_locked_down(overlay: Overlay) -> None:
+    _, objects = overlay
+    for name in ("depthscale-scaler", "depthscale-gateway"):
+        deployment = _find(objects, "Deployment", "depthscale", name)
+        assert deployment is not None
+        spec = deployment["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        for c in spec["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    scaler = _find(objects, "Deployment", "depthscale", "depthscale-scaler")
+    assert scaler is not None
+    assert scaler["spec"]["replicas"] >= 2
+    [container] = scaler["spec"]["template"]["spec"]["containers"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert "grpc" in container[probe], "probes use the gRPC health service"
+
+
+def test_scaler_args_are_flags_serve_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scaler.serve import serve
+
+    scaler = _find(built("eks-karpenter"), "Deployment", "depthscale", "depthscale-scaler")
+    assert scaler is not None
+    [container] = scaler["spec"]["template"]["spec"]["containers"]
+    command, *args = container["args"]
+    assert command == "serve"
+    env = {e["name"] for e in container["env"]}
+    assert "DEPTHSCALE_STATE" in env
+    monkeypatch.setenv("DEPTHSCALE_STATE", "redis://state.example:6379/1")
+    ctx = serve.make_context("serve", list(args))
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ctx.params["port"] == ports["grpc"]
+    assert ctx.params["metrics_port"] == ports["metrics"]
+    assert ctx.params["state"].startswith("redis://"), "replicas must share state in Redis"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert str(ctx.params["brokers_file"].parent) in mounts

@@ -15,6 +15,8 @@ Series (labels ``namespace``, ``scaled_object``, ``model`` identify one trigger)
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _TRIGGER = ("namespace", "scaled_object", "model")
@@ -60,3 +62,11 @@ class ScalerMetrics:
             buckets=RPC_BUCKETS,
             registry=r,
         )
+        self._rpc_children: dict[tuple[str, str], Any] = {}
+
+    def observe_rpc(self, method: str, code: str, seconds: float) -> None:
+        """Record one RPC's handling time (the labelled child is looked up once per pair)."""
+        child = self._rpc_children.get((method, code))
+        if child is None:
+            child = self._rpc_children[(method, code)] = self.rpc_duration.labels(method, code)
+        child.observe(seconds)

@@ -77,9 +77,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
                     extra={"fields": {"event": "rpc-error", "method": method, "code": code.name}},
                 )
         finally:
-            self.service.metrics.rpc_duration.labels(method, code.name).observe(
-                time.perf_counter() - started
-            )
+            self.service.metrics.observe_rpc(method, code.name, time.perf_counter() - started)
         await _abort(context, code, message)
 
     def _target(self, ref: pb.ScaledObjectRef) -> Target:
@@ -139,7 +137,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             target = self._target(request)
         except MetadataError as exc:
             code, message = _status_of(exc)
-            self.service.metrics.rpc_duration.labels("StreamIsActive", code.name).observe(0.0)
+            self.service.metrics.observe_rpc("StreamIsActive", code.name, 0.0)
             await _abort(context, code, message)
         async for active in self.service.watch_active(target):
             yield pb.IsActiveResponse(result=active)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import signal
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -258,6 +260,100 @@ def test_broker_killed_mid_run_is_unavailable_then_recovers(redis_server: RedisS
             # 300 pending on the 3 replicas it asked for: scale up to 300 / 50.
             assert value == 6
             assert active
+
+    run(main)
+
+
+def test_hung_broker_is_unavailable_within_the_read_deadline(redis_server: RedisServer) -> None:
+    """A broker that accepts connections but never answers (SIGSTOP) must not hold KEDA's call
+    past its deadline: the 1 s broker timeout turns it into UNAVAILABLE first."""
+    assert redis_server.process is not None
+    pid = redis_server.process.pid
+    app = celery_app(redis_server.url)
+    clock = Clock()
+
+    async def main() -> None:
+        async with scaler(redis_server, clock=clock) as (stub, running):
+            publish(app, [("llama-8b", 0)] * 60)
+            await metric(stub, ref())
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                clock.advance(5.0)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stub.IsActive(ref(), timeout=KEDA_DEADLINE_S)
+                assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+                assert "no answer" in (caught.value.details() or "")
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            _, value, active = await metric(stub, ref())
+            assert (value, active) == (2, True)
+            registry = running.service.metrics.registry
+            timeouts = registry.get_sample_value(
+                "depthscale_broker_errors_total", {"broker": "main", "kind": "timeout"}
+            )
+            assert timeouts == 1
+
+    run(main)
+
+
+def test_concurrent_calls_on_one_connection_share_broker_reads(redis_server: RedisServer) -> None:
+    """KEDA multiplexes every ScaledObject's calls over one HTTP/2 connection: 20 triggers asked
+    10 times each, all at once, cost one broker read per trigger."""
+    app = celery_app(redis_server.url)
+    publish(app, [("llama-8b", 0)] * 30)
+    triggers = [ref(f"model-{i}") for i in range(20)]
+
+    async def main() -> None:
+        async with scaler(redis_server) as (stub, running):
+            answers = await asyncio.gather(
+                *[
+                    stub.GetMetrics(
+                        pb.GetMetricsRequest(scaledObjectRef=t), timeout=KEDA_DEADLINE_S
+                    )
+                    for t in triggers
+                    for _ in range(10)
+                ]
+            )
+            assert [len(a.metricValues) for a in answers] == [1] * 200
+            assert {a.metricValues[0].metricValueFloat for a in answers} == {1.0}
+            reads = running.service.metrics.registry.get_sample_value(
+                "depthscale_broker_reads_total", {"broker": "main"}
+            )
+            assert reads == len(triggers)
+
+    run(main)
+
+
+class _BrokenBroker:
+    """A broker reader with a bug: it raises something no port promises."""
+
+    async def read(self, spec: Any) -> Any:
+        raise RuntimeError("bug in a broker reader")
+
+    async def close(self) -> None:
+        pass
+
+
+def test_an_unexpected_error_is_internal_and_the_server_keeps_serving(
+    redis_server: RedisServer,
+) -> None:
+    async def main() -> None:
+        service = ScalerService(
+            {"main": RedisBrokerReader(redis_server.url), "broken": _BrokenBroker()},
+            MemoryStateStore(),
+        )
+        running = await start(service, port=0, host="127.0.0.1")
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+                stub = pb_grpc.ExternalScalerStub(channel)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stub.IsActive(ref(broker="broken"), timeout=KEDA_DEADLINE_S)
+                assert caught.value.code() is grpc.StatusCode.INTERNAL
+                assert "bug in a broker reader" not in (caught.value.details() or "")
+                _, value, active = await metric(stub, ref())
+                assert (value, active) == (0, False)
+        finally:
+            await running.stop(grace_s=0.5)
 
     run(main)
 

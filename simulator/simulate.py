@@ -83,7 +83,12 @@ def simulate_to(
         raise click.ClickException(f"{scenario_name}: {exc}") from None
     except KeyError as exc:  # a trace model no scenario model serves
         raise click.ClickException(f"{scenario_name}: models: {exc.args[0]}") from None
-    result = runner(trace, scenario, policies, progress)
+    from simulator.engine import EngineError
+
+    try:
+        result = runner(trace, scenario, policies, progress)
+    except EngineError as exc:
+        raise click.ClickException(f"{scenario_name}: {exc}") from None
     write_report(result, out)
     return result
 

@@ -244,7 +244,7 @@ class ScalerService:
         max_age = self.cache_s if max_age_s is None else max_age_s
         now = self.clock()
         cached = self._caches.evaluations.get(target.key)
-        if cached is not None and 0 <= now - cached.at_s < max_age:
+        if cached is not None and self._fresh(cached.at_s, now, max_age):
             return cached
         running = self._caches.evaluating.get(target.key)
         if running is None:
@@ -253,10 +253,15 @@ class ScalerService:
             running.add_done_callback(lambda t: _settle(self._caches.evaluating, target.key, t))
         return await asyncio.shield(running)
 
+    def _fresh(self, at_s: float, now: float, max_age: float) -> bool:
+        """A decision taken at ``at_s`` still answers at ``now``: younger than ``max_age``, or
+        stamped at most ``cache_s`` ahead (another replica's clock running a little fast). A
+        stamp further ahead means our clock stepped back: it is stale, not fresh."""
+        return -self.cache_s <= now - at_s < max_age
+
     async def _evaluate(self, target: Target, now: float, max_age: float) -> Evaluation:
         record = await self.store.load(target.state_key)
-        if record is not None and now - record.at_s < max_age:
-            # Fresh from any replica, or taken by one whose clock runs ahead of ours.
+        if record is not None and self._fresh(record.at_s, now, max_age):
             evaluation = self._adopt(target, record)
         else:
             depth = await self.read_depth(target)
@@ -279,9 +284,8 @@ class ScalerService:
     ) -> Evaluation:
         observation = Observation(at_s=now, pending=depth.pending, in_flight=depth.in_flight)
         for _ in range(self.cas_attempts):
-            if record is not None and record.at_s > now:
-                # Another replica's clock is ahead of ours: its decision is the newer one.
-                return self._adopt(target, record)
+            if record is not None and 0 < record.at_s - now <= self.cache_s:
+                return self._adopt(target, record)  # a replica whose clock runs a little ahead
             state = record.state if record is not None else target.policy.initial_state()
             decision, new_state = target.policy.decide(observation, state)
             expected = record.version if record is not None else None
@@ -292,7 +296,7 @@ class ScalerService:
                 return Evaluation(decision, target.policy.metric_target, depth, now)
             self.metrics.state_conflicts.inc()
             record = await self.store.load(target.state_key)
-            if record is not None and record.at_s >= now - self.cache_s:
+            if record is not None and self._fresh(record.at_s, now, self.cache_s):
                 return self._adopt(target, record)  # another replica just decided: answer alike
         raise StateConflict(
             f"policy state {target.state_key!r}: compare-and-set lost {self.cas_attempts} times"

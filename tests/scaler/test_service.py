@@ -264,6 +264,37 @@ def test_compare_and_set_loser_adopts_the_winner() -> None:
     assert sample(b.metrics.registry, "depthscale_state_conflicts_total") == 1
 
 
+def test_a_replica_with_a_clock_slightly_ahead_is_answered_alike() -> None:
+    store = FakeStore()
+    ahead, behind = Clock(now=1_002.0), Clock(now=1_000.0)
+    broker_b = FakeBroker(Depth(pending=0))
+    a = service(FakeBroker(Depth(pending=240)), store, ahead)
+    b = service(broker_b, store, behind)
+
+    async def main() -> None:
+        decided = await a.evaluate(a.resolve("prod", "llama-8b", META))
+        shared = await b.evaluate(b.resolve("prod", "llama-8b", META))
+        assert shared.decision == decided.decision
+        assert broker_b.reads == []
+
+    run(main)
+
+
+def test_a_clock_stepping_back_does_not_freeze_the_answer() -> None:
+    clock, broker = Clock(now=10_000.0), FakeBroker(Depth(pending=240))
+    svc = service(broker, clock=clock)
+
+    async def main() -> None:
+        target = svc.resolve("prod", "llama-8b", META)
+        await svc.evaluate(target)
+        clock.advance(-3_600.0)  # NTP steps the clock back an hour
+        again = await svc.evaluate(target)
+        assert len(broker.reads) == 2
+        assert not again.shared
+
+    run(main)
+
+
 def test_restarted_scaler_keeps_the_window() -> None:
     store, clock = FakeStore(), Clock()
     broker = FakeBroker(Depth(pending=400))

@@ -14,8 +14,9 @@ import gzip
 import io
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Literal
 
@@ -136,18 +137,52 @@ def read_csv_chunks(
         strings_can_be_null=True,
         quoted_strings_can_be_null=False,
     )
+
+    def parse(block: bytes) -> Block:
+        table = pacsv.read_csv(
+            io.BytesIO(block),
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
+        )
+        return check_columns(table, columns)
+
+    def fails(block: bytes) -> bool:
+        try:
+            parse(block)
+        except (pa.ArrowInvalid, BadRow):
+            return True
+        return False
+
     for first_line, block in iter_blocks(path, chunk_bytes, skip_lines=1):
         try:
-            table = pacsv.read_csv(
-                io.BytesIO(block),
-                read_options=read_options,
-                parse_options=parse_options,
-                convert_options=convert_options,
-            )
-            values = check_columns(table, columns)
+            values = parse(block)
         except (pa.ArrowInvalid, BadRow) as exc:
-            raise _locate(file, first_line, block, header, columns, exc) from None
+            line, part = narrow(first_line, block, fails)
+            raise _locate(file, line, part, header, columns, exc) from None
         yield first_line, values
+
+
+def narrow(
+    first_line: int, block: bytes, fails: Callable[[bytes], bool], small: int = 256
+) -> tuple[int, bytes]:
+    """The smallest failing prefix-region of a failing block, by halving at line boundaries.
+
+    If the first half fails, the earliest error is in it (any error there precedes the second
+    half); otherwise it is in the second half. Stops at ``small`` lines: O(log n) fast parses,
+    then the caller's line-by-line check covers at most ``small`` lines.
+    """
+    while block.count(b"\n") > small:
+        middle = block.find(b"\n", len(block) // 2)
+        if middle < 0 or middle == len(block) - 1:
+            break
+        head, tail = block[: middle + 1], block[middle + 1 :]
+        if fails(head):
+            block = head
+        else:
+            first_line += head.count(b"\n")
+            block = tail
+    return first_line, block
 
 
 class BadRow(Exception):
@@ -201,13 +236,21 @@ def parse_times(array: pa.Array) -> npt.NDArray[np.int64] | None:
     if pa.types.is_timestamp(array.type):
         ns = pc.cast(array, pa.timestamp("ns", tz=array.type.tz)).cast(pa.int64())
         return np.asarray(ns.fill_null(0).to_numpy(zero_copy_only=False))
-    for tz in (None, "UTC"):
-        try:
-            cast = pc.cast(array, pa.timestamp("ns", tz=tz))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    # Strings with a zone offset (or Z) and naive ones (UTC) parse separately, then merge.
+    zoned = np.asarray(
+        pc.fill_null(pc.match_substring_regex(array, r"(Z|[+-]\d\d(:?\d\d)?)$"), False)
+    )
+    out = np.zeros(len(array), dtype=np.int64)
+    for mask, tz in ((~zoned, None), (zoned, "UTC")):
+        if not mask.any():
             continue
-        return np.asarray(cast.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False))
-    return None
+        part = array.filter(pa.array(mask))
+        try:
+            cast = pc.cast(part, pa.timestamp("ns", tz=tz))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        out[mask] = np.asarray(cast.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False))
+    return out
 
 
 def check_value(kind: Kind, text: str) -> str | None:
@@ -218,6 +261,11 @@ def check_value(kind: Kind, text: str) -> str | None:
     if kind == "str":
         return None
     if kind == "time":
+        try:
+            datetime.fromisoformat(value)
+            return None
+        except ValueError:
+            pass
         if parse_times(pa.array([value])) is None:
             return f"not an ISO date-time: {value!r}"
         return None

@@ -52,30 +52,37 @@ class Collector:
             self._service.append(service_s)
 
     def finish(self, models: list[str]) -> Trace:
+        """The trace; each column's chunks are released as soon as they are joined, so the peak
+        is the finished columns plus one column's chunks."""
         if self._seconds and self._unix_ns:
             raise ValueError("a trace mixes relative and absolute times")
         epoch_s = DEFAULT_EPOCH_S
         if self._unix_ns:
-            ns = np.concatenate(self._unix_ns)
-            origin = int(ns.min()) if ns.size else 0
-            arrival = (ns - origin).astype(np.float64) / 1e9
+            origin = min(int(part.min()) for part in self._unix_ns if part.size)
+            arrival = np.concatenate(
+                [(part - origin).astype(np.float64) / 1e9 for part in self._unix_ns]
+            )
+            self._unix_ns.clear()
             epoch_s = origin / 1e9
         else:
-            arrival = _cat(self._seconds, np.float64)
-        service = _cat(self._service, np.float64) if self._service else None
+            arrival = _take_all(self._seconds, np.float64)
+        service = _take_all(self._service, np.float64) if self._service else None
         return build_trace(
             arrival,
-            _cat(self._model, np.int32),
+            _take_all(self._model, np.int32),
             models,
-            _cat(self._input, np.int32),
-            _cat(self._output, np.int32),
+            _take_all(self._input, np.int32),
+            _take_all(self._output, np.int32),
             service,
             epoch_s=epoch_s,
             source=self.source,
         )
 
 
-def _cat(parts: list[npt.NDArray[_T]], dtype: type[_T]) -> npt.NDArray[_T]:
+def _take_all(parts: list[npt.NDArray[_T]], dtype: type[_T]) -> npt.NDArray[_T]:
+    """The parts joined into one array; the list is emptied (its memory freed)."""
     if not parts:
         return np.zeros(0, dtype=dtype)
-    return np.concatenate(parts).astype(dtype, copy=False)
+    joined = np.concatenate(parts).astype(dtype, copy=False)
+    parts.clear()
+    return joined

@@ -13,14 +13,17 @@ import math
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.json as pajson
 
-from simulator.traces._chunks import iter_blocks
+from simulator.traces._chunks import iter_blocks, narrow
 from simulator.traces._collect import Collector
 from simulator.traces.trace import Trace, TraceError
 
 _INT32_MAX = int(np.iinfo(np.int32).max)
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 _SCHEMA = pa.schema(
     [("timestamp", pa.float64()), ("input_length", pa.int64()), ("output_length", pa.int64())]
 )
@@ -41,24 +44,13 @@ def load(path: Path, model: str, chunk_bytes: int) -> Trace:
     file = str(path)
     collector = Collector(path.name)
     for first_line, block in iter_blocks(path, chunk_bytes, skip_lines=0):
-        lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-        try:
-            table = pajson.read_json(io.BytesIO(block), parse_options=_PARSE)
-        except pa.ArrowInvalid as exc:
-            raise _locate(file, first_line, block, exc) from None
-        ms = np.asarray(table.column("timestamp").to_numpy(zero_copy_only=False), np.float64)
-        inp = np.asarray(table.column("input_length").fill_null(-1).to_numpy(zero_copy_only=False))
-        out = np.asarray(table.column("output_length").fill_null(-1).to_numpy(zero_copy_only=False))
-        ok = (
-            table.num_rows == lines
-            and bool(np.all(np.isfinite(ms) & (ms >= 0)))
-            and bool(np.all((inp >= 0) & (inp <= _INT32_MAX)))
-            and bool(np.all((out >= 0) & (out <= _INT32_MAX)))
-        )
-        if not ok:
-            raise _locate(file, first_line, block, None)
+        parsed = _parse(block)
+        if parsed is None:
+            line, part = narrow(first_line, block, lambda b: _parse(b) is None)
+            raise _locate(file, line, part)
+        ms, inp, out = parsed
         collector.add(
-            np.zeros(table.num_rows, dtype=np.int32),
+            np.zeros(ms.shape[0], dtype=np.int32),
             inp.astype(np.int32),
             out.astype(np.int32),
             arrival_s=ms / 1000.0,
@@ -66,7 +58,26 @@ def load(path: Path, model: str, chunk_bytes: int) -> Trace:
     return collector.finish([model])
 
 
-def _locate(file: str, first_line: int, block: bytes, cause: Exception | None) -> TraceError:
+def _parse(block: bytes) -> tuple[F64, I64, I64] | None:
+    """(timestamps ms, input lengths, output lengths) of a block, or None if any line is bad."""
+    lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    try:
+        table = pajson.read_json(io.BytesIO(block), parse_options=_PARSE)
+    except pa.ArrowInvalid:
+        return None
+    ms = np.asarray(table.column("timestamp").fill_null(-1).to_numpy(zero_copy_only=False))
+    inp = np.asarray(table.column("input_length").fill_null(-1).to_numpy(zero_copy_only=False))
+    out = np.asarray(table.column("output_length").fill_null(-1).to_numpy(zero_copy_only=False))
+    ok = (
+        table.num_rows == lines
+        and bool(np.all(np.isfinite(ms) & (ms >= 0)))
+        and bool(np.all((inp >= 0) & (inp <= _INT32_MAX)))
+        and bool(np.all((out >= 0) & (out <= _INT32_MAX)))
+    )
+    return (ms.astype(np.float64), inp.astype(np.int64), out.astype(np.int64)) if ok else None
+
+
+def _locate(file: str, first_line: int, block: bytes) -> TraceError:
     lines = block.decode("utf-8", errors="replace").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -74,7 +85,7 @@ def _locate(file: str, first_line: int, block: bytes, cause: Exception | None) -
         problem = _line_problem(text)
         if problem is not None:
             return TraceError(file, first_line + offset, problem)
-    return TraceError(file, first_line, f"cannot parse this block: {cause}")
+    return TraceError(file, first_line, "cannot parse this block as JSON lines")
 
 
 def _line_problem(text: str) -> str | None:

@@ -67,11 +67,13 @@ def _svg(fig: Figure) -> str:
 
 def policy_figure(policy: PolicyResult, duration_s: float) -> str:
     """Four stacked panels for one policy, one colour per model: arrival rate (requests/s), queue
-    depth (requests waiting), replicas (ready solid, desired by the HPA dashed) and GPU nodes."""
+    depth (requests waiting), replicas (ready solid, desired by the HPA dashed) and GPU nodes of
+    the model's pool (drawn once for models sharing a pool)."""
     unit, label = _time_axis(duration_s)
     with plt.rc_context(_STYLE):
         fig, axes = plt.subplots(4, 1, figsize=(11, 7.5), sharex=True)
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        drawn_nodes: list[FloatArray] = []
         for i, (model, series) in enumerate(sorted(policy.series.items())):
             _check_lengths(policy.name, model, series)
             color = colors[i % len(colors)]
@@ -79,12 +81,15 @@ def policy_figure(policy: PolicyResult, duration_s: float) -> str:
             _panel(axes[1], series, series.queue_depth, "max", unit, color, model)
             _panel(axes[2], series, series.replicas_ready, "max", unit, color, model)
             _panel(axes[2], series, series.replicas_desired, "max", unit, color, model, "--")
-            _panel(axes[3], series, series.nodes, "max", unit, color, model)
+            # Models sharing a node pool report the same node count: draw it once.
+            if not any(np.array_equal(series.nodes, seen) for seen in drawn_nodes):
+                drawn_nodes.append(series.nodes)
+                _panel(axes[3], series, series.nodes, "max", unit, color, model)
         titles = (
             "arrivals (req/s)",
             "queue depth\n(waiting)",
             "replicas\n(solid ready,\ndashed desired)",
-            "GPU nodes",
+            "GPU nodes\n(model's pool)",
         )
         for ax, title in zip(axes, titles, strict=True):
             ax.set_ylabel(title)

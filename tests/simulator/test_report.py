@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from simulator.report import REPORT_FILES, savings_pct, write_report
+from simulator.report.figures import MAX_POINTS, reduce
 from simulator.results import PolicyResult, Series, SimulationResult, Totals, WaitStats
 
 STEP_S = 60.0
@@ -220,3 +221,27 @@ def test_failed_render_creates_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="depthscale/model-b: queue_depth has 5 samples"):
         write_report(broken, tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_chart_reduction_keeps_bursts_and_means() -> None:
+    # 2,400 one-minute samples: a single one-sample burst of 500 must survive the reduction to
+    # at most MAX_POINTS points when counts reduce by maximum; rates reduce by mean.
+    t = np.arange(2400) * 60.0
+    depth = np.zeros(2400)
+    depth[1001] = 500.0
+    kept_t, kept = reduce(t, depth, "max")
+    assert len(kept) <= MAX_POINTS
+    assert kept.max() == 500.0
+    rate = np.tile([1.0, 3.0], 1200)  # mean 2 over every pair
+    _, mean = reduce(t, rate, "mean")
+    assert np.allclose(mean, 2.0)
+    assert kept_t[0] == 0.0
+    assert kept_t[1] == 120.0  # buckets of two samples
+
+
+def test_markdown_has_a_table_per_model(written: Path) -> None:
+    md = (written / "report.md").read_text()
+    for model, cost in (("model-a", "$20.00"), ("model-b", "$15.00")):
+        section = md.split(f"## Model {model}\n", 1)[1].split("\n## ", 1)[0]
+        row = next(line for line in section.splitlines() if line.startswith("| depthscale |"))
+        assert row.split("|")[2].strip() == cost

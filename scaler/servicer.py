@@ -139,8 +139,14 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             code, message = _status_of(exc)
             self.service.metrics.observe_rpc("StreamIsActive", code.name, 0.0)
             await _abort(context, code, message)
-        async for active in self.service.watch_active(target):
-            yield pb.IsActiveResponse(result=active)
+        try:
+            async for active in self.service.watch_active(target):
+                yield pb.IsActiveResponse(result=active)
+        except Exception as exc:  # watch_active absorbs broker trouble; this is a bug
+            log.exception("StreamIsActive failed")
+            code, message = _status_of(exc)
+            self.service.metrics.observe_rpc("StreamIsActive", code.name, 0.0)
+            await _abort(context, code, message)
 
     async def StreamMetricSpec(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext[Any, Any]

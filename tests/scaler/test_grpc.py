@@ -350,6 +350,8 @@ def test_an_unexpected_error_is_internal_and_the_server_keeps_serving(
                     await stub.IsActive(ref(broker="broken"), timeout=KEDA_DEADLINE_S)
                 assert caught.value.code() is grpc.StatusCode.INTERNAL
                 assert "bug in a broker reader" not in (caught.value.details() or "")
+                stream = stub.StreamIsActive(ref(broker="broken"))
+                assert await status_of(stream.read()) is grpc.StatusCode.INTERNAL
                 _, value, active = await metric(stub, ref())
                 assert (value, active) == (0, False)
         finally:

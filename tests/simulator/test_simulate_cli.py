@@ -153,3 +153,16 @@ def test_scenario_and_trace_must_fit(
     assert output.startswith(f"Error: {scenario}: "), output
     assert message in output, output
     assert not out.exists()
+
+
+def test_same_seed_same_report(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "trace.csv")
+    scenario = tmp_path / "models.yaml"
+    scenario.write_text(SCENARIO.format(gpus=1))
+    for out in ("one", "two"):
+        code, output = invoke(
+            str(trace), "--scenario", str(scenario), "--out", str(tmp_path / out), "--no-progress"
+        )
+        assert code == 0, output
+    for name in ("report.json", "report.md", "report.html"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()

@@ -87,17 +87,22 @@ def load_trace(
     if not path.is_file():
         raise TraceError(str(path), None, "no such file")
     name = model or default_model_name(path)
-    if fmt == "generic":
-        if _suffixes(path)[-1:] == [".parquet"]:
-            return generic.load_parquet(path)
-        return generic.load_csv(path, chunk_bytes)
-    if fmt == "azure":
-        return azure.load(path, name, chunk_bytes)
-    if fmt == "burstgpt":
-        return burstgpt.load(path, chunk_bytes)
-    if fmt == "mooncake":
-        return mooncake.load(path, name, chunk_bytes)
-    return servegen.load(path, name, seed)
+    loaded: Trace
+    if fmt == "generic" and _suffixes(path)[-1:] == [".parquet"]:
+        loaded = generic.load_parquet(path)
+    elif fmt == "generic":
+        loaded = generic.load_csv(path, chunk_bytes)
+    elif fmt == "azure":
+        loaded = azure.load(path, name, chunk_bytes)
+    elif fmt == "burstgpt":
+        loaded = burstgpt.load(path, chunk_bytes)
+    elif fmt == "mooncake":
+        loaded = mooncake.load(path, name, chunk_bytes)
+    else:
+        loaded = servegen.load(path, name, seed)
+    if not len(loaded):
+        raise TraceError(str(path), None, "the trace has no requests")
+    return loaded
 
 
 __all__ = ["FORMATS", "Format", "default_model_name", "detect_format", "load_trace"]

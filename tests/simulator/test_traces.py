@@ -108,6 +108,44 @@ def test_generic_iso_timestamps_give_the_epoch_and_offsets(tmp_path: Path) -> No
     assert list(loaded.arrival_s) == [0.0, 1.25, 2.0]
 
 
+def test_crlf_line_endings_and_a_byte_order_mark_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbfarrival_s,model,input_tokens,output_tokens\r\n0.5,m,1,2\r\n1.5,m,3,4\r\n"
+    )
+    loaded = load_trace(path)
+    assert list(loaded.arrival_s) == [0.5, 1.5]
+    assert list(loaded.output_tokens) == [2, 4]
+    path.write_bytes(path.read_bytes() + b"2.5,m,x,4\r\n")
+    with pytest.raises(TraceError) as caught:
+        load_trace(path)
+    assert caught.value.line == 4
+
+
+def test_parquet_native_timestamps_set_the_epoch(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "timestamp": pa.array(
+                [1_700_000_000_000_000, 1_700_000_002_500_000], pa.timestamp("us", "UTC")
+            ),
+            "model": ["m", "m"],
+            "input_tokens": pa.array([1, 2], pa.int16()),
+            "output_tokens": [3, 4],
+        }
+    )
+    pq.write_table(table, tmp_path / "t.parquet")
+    loaded = load_trace(tmp_path / "t.parquet")
+    assert loaded.epoch_s == 1_700_000_000.0
+    assert list(loaded.arrival_s) == [0.0, 2.5]
+    assert list(loaded.input_tokens) == [1, 2]
+
+
+def test_a_trace_without_requests_is_an_error(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", GENERIC_HEADER)
+    with pytest.raises(TraceError, match="no requests"):
+        load_trace(path)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
 def test_write_then_load_gives_back_the_same_trace(tmp_path: Path, suffix: str) -> None:
     original = synthesize(

@@ -142,6 +142,7 @@ class Cluster:
         self.pool_models: list[list[int]] = [
             [m for m, p in enumerate(model_pool) if p == i] for i in range(len(pools))
         ]
+        self._all_ready_s: list[float | None] = [None] * n_models  # when every live pod is ready
         self.next_id = 0
         self.next_due = INF
         self.dirty = True
@@ -156,6 +157,12 @@ class Cluster:
     def ready_warming(self, model: int, t: float) -> tuple[int, int]:
         """(ready, warming) replicas of ``model`` at ``t``."""
         pods = self.live[model]
+        all_ready_s = self._all_ready_s[model]
+        if all_ready_s is None:
+            all_ready_s = max((p.ready_s for p in pods), default=-INF)
+            self._all_ready_s[model] = all_ready_s
+        if t >= all_ready_s:
+            return len(pods), 0
         ready = sum(1 for p in pods if p.ready_s <= t)
         return ready, len(pods) - ready
 
@@ -167,6 +174,7 @@ class Cluster:
     def set_replicas(self, model: int, n: int, t: float) -> None:
         """Create or remove pods of ``model`` so that ``n`` are live, at ``t``."""
         self.account(t)
+        self._all_ready_s[model] = None
         pods = self.live[model]
         if n > len(pods):
             for _ in range(n - len(pods)):
@@ -233,6 +241,7 @@ class Cluster:
         pod.bound_s = t
         pod.ready_s = max(t, node.ready_s) + startup
         pod.handle = self.queues[pod.model].add_replica(pod.ready_s)
+        self._all_ready_s[pod.model] = None
         return True
 
     def _place(self, pool: PoolState, gpus: int, t: float, model: int) -> Node | None:
@@ -324,6 +333,7 @@ class Cluster:
                     if not hit:
                         continue
                     self.queues[model].advance(t)
+                    self._all_ready_s[model] = None
                     for pod in hit:
                         self.live[model].remove(pod)
                         self._stop(pod, t, node.gone_s)

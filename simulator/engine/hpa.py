@@ -157,6 +157,8 @@ class Hpa:
     recommendations: list[tuple[float, int]] = field(default_factory=list)
     up_events: list[tuple[float, int]] = field(default_factory=list)
     down_events: list[tuple[float, int]] = field(default_factory=list)
+    _last_key: tuple[float, float, int] = (-1.0, -1.0, -1)  # memo of the last proposal's inputs
+    _last_raw: int = 0
 
     def sync(self, now_s: float, current: int, usage: float, target: float) -> HpaStep:
         """One reconcile at ``now_s`` with ``current`` spec replicas and the metric ``usage``
@@ -168,7 +170,12 @@ class Hpa:
             return self._rescale(now_s, current, spec.max_replicas, current, "TooManyReplicas")
         if current < spec.min_replicas:
             return self._rescale(now_s, current, spec.min_replicas, current, "TooFewReplicas")
-        raw = proposal(usage, target, current, spec.up.tolerance, spec.down.tolerance)
+        key = (usage, target, current)
+        if key == self._last_key:
+            raw = self._last_raw
+        else:
+            raw = proposal(usage, target, current, spec.up.tolerance, spec.down.tolerance)
+            self._last_key, self._last_raw = key, raw
         if raw == current:
             # Stabilization keeps ``current`` whatever the history (the lowest recent proposal
             # is <= current, the highest >= current), and no rate limit applies: only record.

@@ -80,7 +80,8 @@ def serve(
     n_heap: int,
     idle: I64,
     n_idle: int,
-) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    arrived: int,
+) -> tuple[int, int, int, int]:  # pragma: no cover - compiled
     """Start queued requests ``head, head+1, ...`` (FCFS) while their start time is before
     ``t_end`` (seconds). Writes ``start`` (seconds) and the slots' ``free_at``.
 
@@ -88,7 +89,8 @@ def serve(
     ``idle[:n_idle]`` holds slots known to be free. Any free slot gives the same start time
     (the arrival), so free slots need no ordering: a request arriving at ``a`` first moves the
     slots free by ``a`` to ``idle``, takes one if any, else waits for the heap's earliest.
-    Returns (new head, n_heap, n_idle)."""
+    ``arrived`` is a count of requests known to arrive before ``t_end`` (any lower bound).
+    Returns (new head, n_heap, n_idle, requests arrived before ``t_end``)."""
     n = arrival.shape[0]
     i = head
     while i < n:
@@ -120,7 +122,11 @@ def serve(
             free_at[slot] = s + service[i]
             _sift_down(heap, n_heap, free_at, 0)
         i += 1
-    return i, n_heap, n_idle
+    if arrived < i:
+        arrived = i
+    while arrived < n and arrival[arrived] < t_end:
+        arrived += 1
+    return i, n_heap, n_idle, arrived
 
 
 @njit(cache=True)
@@ -144,5 +150,5 @@ def warm_up() -> None:
     heapify(heap, 2, free)
     arrival = np.array([0.0, 1.0])
     start = np.full(2, np.nan)
-    serve(arrival, np.ones(2), start, 0, 10.0, free, heap, 2, idle, 0)
+    serve(arrival, np.ones(2), start, 0, 10.0, free, heap, 2, idle, 0, 0)
     count_busy(heap, 2, free, np.zeros(2), 0.5)

@@ -59,6 +59,7 @@ class ModelQueue:
         self.start = np.full(self.arrival.shape[0], np.nan)
         self.concurrency = concurrency
         self.head = 0
+        self.n_arrived = 0  # requests that arrived before ``now``
         self.now = -np.inf
         blocks = 4
         self.free_at = np.zeros(blocks * concurrency)
@@ -79,7 +80,7 @@ class ModelQueue:
             return
         if self.dirty:
             self._rebuild_heap()
-        self.head, self.n_heap, self.n_idle = kernel.serve(
+        self.head, self.n_heap, self.n_idle, self.n_arrived = kernel.serve(
             self.arrival,
             self.service,
             self.start,
@@ -90,12 +91,15 @@ class ModelQueue:
             self.n_heap,
             self.idle,
             self.n_idle,
+            self.n_arrived,
         )
         self.now = t
 
     def arrived(self, t: float) -> int:
         """Requests that arrived before ``t``."""
-        return int(np.searchsorted(self.arrival, t, side="left"))
+        if t == self.now:
+            return self.n_arrived
+        return int(self.arrival.searchsorted(t, side="left"))
 
     def started(self) -> int:
         """Requests that started service so far (FCFS: a prefix of the arrivals)."""

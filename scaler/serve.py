@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,17 @@ def check_state(value: str) -> str:
             f"--state: expected 'memory' or a redis:// URL, got {redact_url(value)!r}"
         )
     return value
+
+
+def check_port_free(host: str, port: int, flag: str) -> None:
+    """Fail early, in one line, when ``port`` is taken (gRPC's own bind error is noisier)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"{flag} {port}: cannot listen on {host}: {exc.strerror}") from None
 
 
 def open_brokers(urls: Mapping[str, str], timeout_s: float) -> dict[str, BrokerReader]:
@@ -196,6 +208,9 @@ def serve(**options: Any) -> None:  # fmt: skip
 
     urls = collect_brokers(options["brokers"], os.environ.get(BROKERS_ENV), options["brokers_file"])
     state = check_state(options["state"])
+    check_port_free(options["host"], options["port"], "--port")
+    if options["metrics_port"]:
+        check_port_free(options["host"], options["metrics_port"], "--metrics-port")
     logs.configure(options["log_level"])
     try:
         asyncio.run(_run(urls, state, options))

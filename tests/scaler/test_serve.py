@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,22 @@ def test_bad_flags_fail_with_one_line(args: list[str], env: dict[str, str], mess
     assert lines[0].startswith("Error: ")
     assert message in lines[0]
     assert "hunter2" not in result.output
+
+
+@pytest.mark.parametrize("flag", ["--port", "--metrics-port"])
+def test_a_port_in_use_fails_with_one_line(flag: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"--port": str(free_port()), "--metrics-port": str(free_port()), flag: str(port)}
+        args = ["serve", "--host", "127.0.0.1", "--broker", "m=redis://127.0.0.1:1/0"]
+        args += [item for pair in ports.items() for item in pair]
+        result = CliRunner().invoke(main, args, env={BROKERS_ENV: ""})
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines() == [
+        f"Error: {flag} {port}: cannot listen on 127.0.0.1: Address already in use"
+    ]
 
 
 @pytest.mark.redis

@@ -58,6 +58,25 @@ def test_example_models_file_loads_with_its_stated_values() -> None:
     ]
 
 
+@pytest.mark.parametrize("path", sorted(EXAMPLE.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_file_loads_and_round_trips(path: Path) -> None:
+    scenario = load_scenario(path)
+    assert parse_scenario(dump_scenario(scenario)) == scenario
+    for model in scenario.models.values():
+        pool = scenario.node_pools[model.node_pool]
+        assert model.gpus_per_replica <= pool.gpus_per_node
+
+
+def test_gke_spot_example_prices_its_pool_at_spot() -> None:
+    pool = load_scenario(EXAMPLE.parent / "models-gke-spot.yaml").node_pools["a100-spot"]
+    row = lookup("a2-highgpu-1g")
+    assert pool.capacity_type == "spot"
+    assert pool.hourly_usd == row.spot_per_hour
+    assert pool.hourly_usd < row.on_demand_per_hour
+    assert pool.warm_buffer is not None
+    assert pool.warm_buffer.nodes == 1
+
+
 def test_minimal_file_takes_the_documented_defaults() -> None:
     scenario = parse_scenario(MINIMAL)
     model = scenario.models["llama-3-8b"]

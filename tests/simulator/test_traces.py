@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.cli import trace as trace_cli
 from simulator.traces import (
@@ -291,6 +294,47 @@ def test_a_bad_line_deep_in_a_large_jsonl_block_is_found(tmp_path: Path) -> None
     with pytest.raises(TraceError) as caught:
         load_trace(path)
     assert caught.value.line == 1777
+
+
+def _numbered_rows(n: int) -> list[str]:
+    return [f"{i * 0.37:.2f},m{i % 4},{(i * 7) % 500},{(i * 13) % 300}\n" for i in range(n)]
+
+
+@settings(max_examples=20, deadline=None)
+@given(chunk_bytes=st.integers(min_value=1, max_value=4000))
+def test_chunking_never_changes_the_trace(chunk_bytes: int) -> None:
+    text = GENERIC_HEADER + "".join(_numbered_rows(150))
+    whole = _load_text(text, 1 << 24)
+    chunked = _load_text(text, chunk_bytes)
+    assert chunked.models == whole.models
+    np.testing.assert_array_equal(chunked.arrival_s, whole.arrival_s)
+    np.testing.assert_array_equal(chunked.model, whole.model)
+    np.testing.assert_array_equal(chunked.input_tokens, whole.input_tokens)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    chunk_bytes=st.integers(min_value=1, max_value=4000),
+    bad=st.integers(min_value=0, max_value=149),
+    later=st.integers(min_value=1, max_value=50),
+)
+def test_the_first_bad_line_is_found_whatever_the_chunking(
+    chunk_bytes: int, bad: int, later: int
+) -> None:
+    rows = _numbered_rows(150)
+    rows[bad] = "1.0,m,-5,1\n"
+    if bad + later < len(rows):
+        rows[bad + later] = "1.0,m\n"  # a second, later problem of another kind
+    with pytest.raises(TraceError) as caught:
+        _load_text(GENERIC_HEADER + "".join(rows), chunk_bytes)
+    assert caught.value.line == bad + 2
+
+
+def _load_text(text: str, chunk_bytes: int) -> Trace:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.csv"
+        path.write_text(text)
+        return load_trace(path, chunk_bytes=chunk_bytes)
 
 
 def test_the_first_of_several_bad_rows_is_reported(tmp_path: Path) -> None:

@@ -97,13 +97,17 @@ class RedisBrokerReader:
     """``ports.BrokerReader`` for a Celery Redis broker.
 
     url:       ``redis://``, ``rediss://`` or ``unix://`` URL; its password never appears in errors.
-    timeout_s: whole-read deadline, seconds (> 0), connecting included: a read that has not
-               finished by then raises ``BrokerTimeout``; a refused or dropped connection raises
-               ``BrokerUnavailable``. Nothing is retried: the next read starts afresh.
+    timeout_s: whole-read deadline, seconds (> 0), connecting and waiting for a free connection
+               included: a read that has not finished by then raises ``BrokerTimeout``; a refused
+               or dropped connection raises ``BrokerUnavailable``. Nothing is retried: the next
+               read starts afresh.
+    max_idle, max_open: connections kept between reads, and open at once (reads beyond it wait).
     round_trips: reads attempted so far (each one pipelined round trip), for benchmarks.
     """
 
-    def __init__(self, url: str, timeout_s: float = 1.0, *, max_idle: int = 64) -> None:
+    def __init__(
+        self, url: str, timeout_s: float = 1.0, *, max_idle: int = 64, max_open: int = 128
+    ) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
         self._url = url
@@ -115,7 +119,7 @@ class RedisBrokerReader:
             raise ValueError(
                 f"bad broker URL {self.safe_url}: {redact_text(str(exc), url)}"
             ) from None
-        self._pool = RespPool(endpoint, timeout_s, max_idle)
+        self._pool = RespPool(endpoint, timeout_s, max_idle, max_open)
         self.round_trips = 0
 
     async def read(self, spec: QueueSpec) -> Depth:
@@ -155,7 +159,7 @@ class RedisBrokerReader:
         return Depth(pending=sum(counts))
 
     async def close(self) -> None:
-        self._pool.clear()
+        self._pool.close()
 
 
 @functools.lru_cache(maxsize=16384)

@@ -135,36 +135,58 @@ class RespConnection:
 
 
 class RespPool:
-    """Idle connections to one endpoint. A connection that failed is dropped, and with it every
-    idle one opened before the failure (a restarted server closed them all), so the first read
-    after the server returns runs on a fresh connection."""
+    """Connections to one endpoint: at most ``max_open`` at once (further callers wait for one,
+    within their own deadline), at most ``max_idle`` kept between calls.
 
-    def __init__(self, endpoint: Endpoint, connect_timeout_s: float, max_idle: int = 64) -> None:
+    A connection that failed is dropped, and with it every idle one opened before the failure (a
+    restarted server closed them all), so the first call after the server returns runs on a
+    fresh connection."""
+
+    def __init__(
+        self, endpoint: Endpoint, connect_timeout_s: float, max_idle: int = 64, max_open: int = 128
+    ) -> None:
+        if not 1 <= max_idle <= max_open:
+            raise ValueError(f"need 1 <= max_idle ({max_idle}) <= max_open ({max_open})")
         self.endpoint = endpoint
         self.connect_timeout_s = connect_timeout_s
         self.max_idle = max_idle
+        self._slots = asyncio.Semaphore(max_open)
         self._idle: list[tuple[int, RespConnection]] = []
         self._generation = 0
+        self._closed = False
         self._ssl: ssl.SSLContext | None = None
 
     async def acquire(self) -> tuple[int, RespConnection]:
-        while self._idle:
-            generation, conn = self._idle.pop()
-            if generation == self._generation and conn.usable:
-                return generation, conn
-            conn.close()
-        async with asyncio.timeout(self.connect_timeout_s):
-            return self._generation, await self._connect()
+        """A usable connection and its generation; hand both back to ``release``."""
+        await self._slots.acquire()
+        try:
+            while self._idle:
+                generation, conn = self._idle.pop()
+                if generation == self._generation and conn.usable:
+                    return generation, conn
+                conn.close()
+            async with asyncio.timeout(self.connect_timeout_s):
+                return self._generation, await self._connect()
+        except BaseException:
+            self._slots.release()
+            raise
 
     def release(self, generation: int, conn: RespConnection, healthy: bool) -> None:
+        """Take a connection back; ``healthy`` False when its call failed or was cut short."""
+        self._slots.release()
         if not healthy:
             self._generation += 1
             self.clear()
             conn.close()
-        elif generation != self._generation or len(self._idle) >= self.max_idle:
+        elif self._closed or generation != self._generation or len(self._idle) >= self.max_idle:
             conn.close()
         else:
             self._idle.append((generation, conn))
+
+    def close(self) -> None:
+        """Close idle connections now and busy ones when they come back."""
+        self._closed = True
+        self.clear()
 
     def clear(self) -> None:
         for _, conn in self._idle:

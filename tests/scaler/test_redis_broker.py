@@ -415,3 +415,26 @@ def test_endpoint_from_url_reads_every_part() -> None:
     )  # fmt: skip
     # A bare userinfo is a password (redis-cli -a style), not a user name.
     assert endpoint_from_url("redis://s3cret@h").password == "s3cret"
+
+
+def test_many_concurrent_reads_get_their_own_answers_on_few_connections(
+    redis_server: RedisServer,
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    for i in range(20):
+        client.rpush(f"q{i}", *[b"t"] * (i + 1))
+        client.rpush(f"q{i}\x06\x169", *[b"t"] * (2 * i + 2))
+
+    async def scenario() -> tuple[list[Depth], int]:
+        reader = RedisBrokerReader(redis_server.url, max_idle=4, max_open=4)
+        depths = await asyncio.gather(
+            *(reader.read(QueueSpec((f"q{i % 20}",))) for i in range(200))
+        )
+        connected = int(client.info("clients")["connected_clients"])
+        await reader.close()
+        return list(depths), connected
+
+    depths, connected = asyncio.run(scenario())
+    client.close()
+    assert [d.pending for d in depths] == [3 * (i % 20 + 1) for i in range(200)]
+    assert connected <= 4 + 1  # the reader's, and this test's own client

@@ -67,7 +67,8 @@ def endpoint_from_url(url: str) -> Endpoint:
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     if password is None and username is not None:
-        username, password = None, username  # redis://secret@host: a bare password
+        # redis-py would send AUTH with a user and no password, and fail; say what to write.
+        raise ValueError("a user name without a password: write redis://:PASSWORD@host")
     db_text = query.get("db") or (parts.path.lstrip("/") if scheme != "unix" else "") or "0"
     try:
         db = int(db_text)

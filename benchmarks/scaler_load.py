@@ -3,7 +3,7 @@
 One command: ``python benchmarks/scaler_load.py`` (see benchmarks/README.md).
 
 - a private redis-server holds 1,000 Celery queues, each with tasks in all four priority lists;
-- the scaler runs in its own process (real ``ScalerService`` + grpc.aio server + Redis reader);
+- the scaler is ``depthscale serve`` as shipped, in its own process (``--log-level warning``);
 - this process is the load generator: N concurrent callers share one HTTP/2 channel, as KEDA's
   operator and metrics adapter do (DESIGN.md §2), and each repeats KEDA's sequence
   GetMetricSpec → GetMetrics → IsActive for the next ScaledObject in turn;
@@ -29,16 +29,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-import grpc
-import redis.asyncio as aioredis
+import grpc  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
 
-from proto import externalscaler_pb2 as pb
-from proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.brokers.redis import RedisBrokerReader
-from scaler.local_redis import LocalRedis, free_port
-from scaler.ports import QueueSpec
+from proto import externalscaler_pb2 as pb  # noqa: E402
+from proto import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
+from scaler.brokers.redis import RedisBrokerReader  # noqa: E402
+from scaler.local_redis import LocalRedis, free_port  # noqa: E402
+from scaler.ports import QueueSpec  # noqa: E402
 
 STEPS = (0, 3, 6, 9)
 SEP = "\x06\x16"
@@ -62,23 +63,31 @@ def list_keys(queue: str) -> list[str]:
 # --- scaler process ------------------------------------------------------------------------------
 
 
-async def serve(url: str, port: int, cache_s: float) -> None:
-    """The scaler as ``depthscale serve`` builds it: Redis reader, memory state, grpc.aio."""
-    from scaler.brokers.redis import RedisBrokerReader
-    from scaler.server import start
-    from scaler.service import ScalerService
-    from scaler.state_store import MemoryStateStore
+def start_scaler(url: str, port: int, cache_s: float) -> subprocess.Popen[bytes]:
+    """``depthscale serve`` exactly as shipped, in its own process, logging warnings only."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "from scaler.cli import main; main()", "serve",
+         "--broker", f"{BROKER}={url}", "--host", "127.0.0.1", "--port", str(port),
+         "--cache-seconds", f"{cache_s:g}", "--log-level", "warning"],
+        cwd=ROOT,
+    )  # fmt: skip
 
-    service = ScalerService(
-        {BROKER: RedisBrokerReader(url, timeout_s=1.0)}, MemoryStateStore(), cache_s=cache_s
-    )
-    running = await start(service, port=port, host="127.0.0.1")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    print(f"READY {running.port}", flush=True)
-    await stop.wait()
-    await running.stop(0.5)
+
+async def wait_ready(port: int, timeout_s: float = 30.0) -> None:
+    """Until the scaler answers a GetMetricSpec (its gRPC port is bound and serving)."""
+    ref = pb.ScaledObjectRef(name="probe", namespace="bench",
+                             scalerMetadata={"broker": BROKER, "queues": queue_name(0)})  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)
+        while True:
+            try:
+                await stub.GetMetricSpec(ref, timeout=1.0)
+                return
+            except grpc.aio.AioRpcError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
 
 
 # --- load generator ------------------------------------------------------------------------------
@@ -333,50 +342,22 @@ def main() -> int:
     parser.add_argument("--concurrency", default="8,64", help="comma-separated caller counts")
     parser.add_argument("--cache-seconds", type=float, default=0.05,
                         help="scaler evaluation cache, seconds (its default is 5)")  # fmt: skip
-    parser.add_argument("--serve", metavar="REDIS_URL", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    if args.serve:
-        profile = os.environ.get("DEPTHSCALE_BENCH_PROFILE")
-        if profile:
-            import cProfile
-
-            cProfile.runctx(
-                "asyncio.run(serve(args.serve, args.port, args.cache_seconds))",
-                globals(),
-                {"args": args},
-                profile,
-            )
-            return 0
-        asyncio.run(serve(args.serve, args.port, args.cache_seconds))
-        return 0
 
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     with LocalRedis() as broker:
         asyncio.run(populate(broker.url, args.objects))
         port = free_port()
-        scaler = subprocess.Popen(
-            [sys.executable, __file__, "--serve", broker.url, "--port", str(port),
-             "--cache-seconds", str(args.cache_seconds)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
+        scaler = start_scaler(broker.url, port, args.cache_seconds)
         try:
-            assert scaler.stdout is not None
-            ready = scaler.stdout.readline().split()
-            if ready[:1] != ["READY"]:
-                print("scaler did not start", file=sys.stderr)
-                return 2
+            asyncio.run(wait_ready(port))
             print(
                 f"{args.objects} ScaledObjects x {len(STEPS)} priority lists, "
                 f"{args.seconds:g} s per phase, scaler pid {scaler.pid}, cores {os.cpu_count()}, "
                 f"load avg {os.getloadavg()[0]:.2f}"
             )
             results = asyncio.run(
-                load(
-                    broker.url, int(ready[1]), scaler.pid, args.objects, concurrencies, args.seconds
-                )
+                load(broker.url, port, scaler.pid, args.objects, concurrencies, args.seconds)
             )
             rss = rss_mb(scaler.pid)
         finally:

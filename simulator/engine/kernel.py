@@ -97,6 +97,14 @@ def serve(
         a = arrival[i]
         if a >= t_end:
             break
+        if n_idle == 0 and n_heap > 0 and free_at[heap[0]] <= a:
+            # The earliest slot is free by now and no other is known free: reuse it in place.
+            slot = heap[0]
+            free_at[slot] = a + service[i]
+            start[i] = a
+            _sift_down(heap, n_heap, free_at, 0)
+            i += 1
+            continue
         while n_heap > 0 and free_at[heap[0]] <= a:
             idle[n_idle] = heap[0]
             n_idle += 1

@@ -91,11 +91,14 @@ def simulate(
     syncs = plan.is_sync.tolist()
     samples = plan.is_sample.tolist()
     report_every = max(len(times) // 200, 1)
+    live = cluster.live  # model -> its Deployment's pods (len = replica count)
+    maintain = cluster.maintain
+    models_range = range(n)
     k = 0
     for i, t in enumerate(times):
-        cluster.maintain(t)
+        maintain(t)
         if polls[i]:
-            for m in range(n):
+            for m in models_range:
                 queue = queues[m]
                 queue.advance(t)
                 ready, warming = cluster.ready_warming(m, t)
@@ -112,27 +115,27 @@ def simulate(
                 key = decision.reason.value
                 reasons[key] = reasons.get(key, 0) + 1
                 metric[m] = decision.metric_value
-                current = cluster.replicas(m)
-                keda_sets = kedas[m].poll(t, decision.active, current)
+                current = len(live[m])
+                keda_sets = kedas[m].poll(t, decision.desired >= 1, current)
                 if keda_sets is not None and keda_sets != current:
                     cluster.set_replicas(m, keda_sets, t)
                     scale_events[m] += 1
         if syncs[i]:
-            for m in range(n):
-                current = cluster.replicas(m)
+            for m in models_range:
+                current = len(live[m])
                 if current == 0:
                     continue
-                step = hpas[m].sync(t, current, metric[m], targets[m])
-                if step.replicas != current:
-                    cluster.set_replicas(m, step.replicas, t)
+                wanted = hpas[m].sync(t, current, metric[m], targets[m]).replicas
+                if wanted != current:
+                    cluster.set_replicas(m, wanted, t)
                     scale_events[m] += 1
-        cluster.maintain(t)
+            maintain(t)
         if samples[i]:
-            for m in range(n):
+            for m in models_range:
                 queue = queues[m]
                 queue.advance(t)
                 depth[m][k] = queue.arrived(t) - queue.started()
-                desired[m][k] = cluster.replicas(m)
+                desired[m][k] = len(live[m])
                 ready_s[m][k] = cluster.ready_warming(m, t)[0]
                 nodes[m][k] = cluster.nodes_in_pool(models[m].pool)
             k += 1

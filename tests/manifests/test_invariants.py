@@ -340,3 +340,17 @@ def test_scaler_args_are_flags_serve_accepts(monkeypatch: pytest.MonkeyPatch) ->
     assert ctx.params["state"].startswith("redis://"), "replicas must share state in Redis"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert str(ctx.params["brokers_file"].parent) in mounts
+
+
+def test_hpa_leaves_stabilization_to_the_policy(overlay: Overlay) -> None:
+    # The policy owns the 10-minute window and counts every replica it asks for, so the HPA adds
+    # no window of its own and no tolerance that would swallow a one-replica step (DESIGN.md §3).
+    _, objects = overlay
+    for so in (o for o in objects if o["kind"] == "ScaledObject"):
+        if so["spec"]["triggers"][0]["metadata"].get("mode", "replicas") != "replicas":
+            continue
+        behavior = so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 0, _name(so)
+        for direction in ("scaleUp", "scaleDown"):
+            assert float(behavior[direction]["tolerance"]) == 0, (_name(so), direction)
+        assert so["spec"]["cooldownPeriod"] <= 120, "the policy already waited its idle window"

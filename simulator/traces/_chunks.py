@@ -194,8 +194,7 @@ class BadRow(Exception):
 
 
 def _first_true(mask: npt.NDArray[np.bool_]) -> int | None:
-    hits = np.flatnonzero(mask)
-    return int(hits[0]) if hits.size else None
+    return int(np.argmax(mask)) if mask.any() else None
 
 
 def check_columns(table: pa.Table, columns: Sequence[Column]) -> Block:
@@ -204,9 +203,9 @@ def check_columns(table: pa.Table, columns: Sequence[Column]) -> Block:
     bad: list[int] = []
     for column in columns:
         array = table.column(column.header).combine_chunks()
-        null = _first_true(np.asarray(array.is_null()))
-        if null is not None:
-            bad.append(null)
+        if array.null_count:
+            bad.append(int(np.argmax(np.asarray(array.is_null()))))
+            array = array.fill_null(0) if column.kind in ("float", "int") else array
         if column.kind == "str":
             out._strings[column.key] = array
             continue
@@ -217,7 +216,7 @@ def check_columns(table: pa.Table, columns: Sequence[Column]) -> Block:
                 continue
             out._numbers[column.key] = ns
             continue
-        values = np.asarray(array.fill_null(0).to_numpy(zero_copy_only=False))
+        values = np.asarray(array.to_numpy(zero_copy_only=False))
         if column.kind == "float":
             wrong = _first_true(~np.isfinite(values) | (values < 0))
             out._numbers[column.key] = values.astype(np.float64, copy=False)
@@ -236,6 +235,11 @@ def parse_times(array: pa.Array) -> npt.NDArray[np.int64] | None:
     if pa.types.is_timestamp(array.type):
         ns = pc.cast(array, pa.timestamp("ns", tz=array.type.tz)).cast(pa.int64())
         return np.asarray(ns.fill_null(0).to_numpy(zero_copy_only=False))
+    try:  # the common case: every string naive (UTC)
+        naive = pc.cast(array, pa.timestamp("ns")).cast(pa.int64())
+        return np.asarray(naive.fill_null(0).to_numpy(zero_copy_only=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
     # Strings with a zone offset (or Z) and naive ones (UTC) parse separately, then merge.
     zoned = np.asarray(
         pc.fill_null(pc.match_substring_regex(array, r"(Z|[+-]\d\d(:?\d\d)?)$"), False)

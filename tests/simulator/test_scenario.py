@@ -191,6 +191,14 @@ def test_bad_model_values_name_file_line_and_key_path(
         assert str(error).startswith(f"models.yaml:{line}: {path}: ")
 
 
+def test_keys_written_by_field_name_are_located_too() -> None:
+    text = MINIMAL + "control_plane:\n  keda:\n    polling_interval_s: 0\n"
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text, "m.yaml")
+    assert caught.value.line == 10
+    assert caught.value.path == "control_plane.keda.polling_interval_s"
+
+
 def test_model_names_must_be_kubernetes_service_names() -> None:
     text = MINIMAL.replace("  llama-3-8b:", "  Llama_3:")
     with pytest.raises(ScenarioError) as caught:

@@ -60,7 +60,7 @@ def main() -> None:
     trace = benchmark_trace(requests=args.requests, days=args.days)
     print(
         f"trace: {len(trace):,} requests, {len(trace.models)} models, {args.days:g} days, "
-        f"generated in {time.perf_counter() - t0:.2f} s"
+        f"generated in {time.perf_counter() - t0:.2f} s (peak RSS so far {_rss_mb():.0f} MB)"
     )
     scenario = default_scenario(trace.models)
 

@@ -354,3 +354,15 @@ def test_hpa_leaves_stabilization_to_the_policy(overlay: Overlay) -> None:
         for direction in ("scaleUp", "scaleDown"):
             assert float(behavior[direction]["tolerance"]) == 0, (_name(so), direction)
         assert so["spec"]["cooldownPeriod"] <= 120, "the policy already waited its idle window"
+
+
+def test_gateway_workers_match_its_cpu_limit(overlay: Overlay) -> None:
+    _, objects = overlay
+    config = _find(objects, "ConfigMap", "depthscale", "gateway-config")
+    gateway = _find(objects, "Deployment", "depthscale", "depthscale-gateway")
+    assert config is not None
+    assert gateway is not None
+    workers = re.search(r"^\s*worker_processes (\d+);", config["data"]["nginx.conf"], re.M)
+    assert workers, "an explicit worker count: 'auto' counts the node's CPUs, not the pod's"
+    [container] = gateway["spec"]["template"]["spec"]["containers"]
+    assert int(workers[1]) == int(container["resources"]["limits"]["cpu"])

@@ -366,3 +366,51 @@ def test_gateway_workers_match_its_cpu_limit(overlay: Overlay) -> None:
     assert workers, "an explicit worker count: 'auto' counts the node's CPUs, not the pod's"
     [container] = gateway["spec"]["template"]["spec"]["containers"]
     assert int(workers[1]) == int(container["resources"]["limits"]["cpu"])
+
+
+_RESTRICTED_VOLUMES = frozenset(
+    {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+)
+
+
+def test_pods_meet_their_namespaces_pod_security_level(overlay: Overlay) -> None:
+    # The checks of Pod Security "restricted" (kubernetes.io/docs/concepts/security/
+    # pod-security-standards) for every pod in a namespace that enforces it.
+    _, objects = overlay
+    restricted = {
+        _name(o)
+        for o in objects
+        if o["kind"] == "Namespace"
+        and o["metadata"]["labels"].get("pod-security.kubernetes.io/enforce") == "restricted"
+    }
+    assert restricted
+    checked = 0
+    for obj, spec in _workloads(objects):
+        if _ns(obj) not in restricted:
+            continue
+        checked += 1
+        where = _name(obj)
+        pod_sc = spec.get("securityContext", {})
+        assert not any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), where
+        for volume in spec.get("volumes", []):
+            assert set(volume) - {"name"} <= _RESTRICTED_VOLUMES, (where, volume["name"])
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            sc = c.get("securityContext", {})
+            assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, where
+            assert sc.get("runAsUser", pod_sc.get("runAsUser")) != 0, where
+            seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {}))
+            assert seccomp.get("type") in ("RuntimeDefault", "Localhost"), where
+            assert sc.get("allowPrivilegeEscalation") is False, where
+            assert sc.get("privileged", False) is False, where
+            assert "ALL" in sc.get("capabilities", {}).get("drop", []), where
+            assert set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, where
+    assert checked >= 3, "the scaler, the gateway and the models run under 'restricted'"

@@ -32,8 +32,8 @@ class OutputError(Exception):
 
 
 def write_tree(files: dict[str, str], out: Path) -> None:
-    """Replace directory ``out`` with exactly ``files`` (relative path -> text), atomically per
-    directory swap: readers see the old tree or the new one."""
+    """Replace directory ``out`` with exactly ``files`` (relative path -> text). The new tree is
+    complete on disk before two renames swap it in, so any failure leaves the old tree whole."""
     out = out.absolute()
     if out.exists():
         if not out.is_dir():

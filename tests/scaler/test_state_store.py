@@ -240,3 +240,52 @@ def test_bad_stored_json_names_the_field(
     mutate(data)
     with pytest.raises(StateError, match=field):
         record_from_json(json.dumps(data), version=1)
+
+
+def test_stored_form_is_plain_json_with_the_reason_as_its_name(redis_server: RedisServer) -> None:
+    # Other tools (and an operator with redis-cli) read the record: keep it plain JSON.
+    import json
+
+    async def write() -> None:
+        store = RedisStateStore(redis_server.url)
+        await store.compare_and_set("ns/m", None, make_record(4, 12.5, Reason.SCALE_UP_LOOKAHEAD))
+        await store.close()
+
+    run(write())
+    raw = redis.Redis.from_url(redis_server.url)
+    stored = raw.hgetall("depthscale:state:ns/m")
+    ttl = raw.ttl("depthscale:state:ns/m")
+    raw.close()
+    data = json.loads(stored[b"data"])
+    assert stored[b"v"] == b"1"
+    assert data["decision"]["reason"] == "scale-up-lookahead"
+    assert data["decision"]["desired"] == 4
+    assert data["state"]["desired"] == 4
+    assert data["at_s"] == 12.5
+    assert 6 * 24 * 3600 < ttl <= 7 * 24 * 3600
+
+
+def test_writes_work_again_after_redis_restarts_empty(redis_server: RedisServer) -> None:
+    # The compare-and-set script is cached by Redis; a restarted Redis has forgotten it.
+    async def scenario() -> list[object]:
+        store = RedisStateStore(redis_server.url)
+        out: list[object] = [await store.compare_and_set("m", None, make_record(1, 0.0))]
+        redis_server.stop()
+        try:
+            await store.load("m")
+        except StateUnavailable as exc:
+            out.append(exc)
+        redis_server.start()
+        out.append(await store.load("m"))  # persistence is off: the record is gone
+        out.append(await store.compare_and_set("m", None, make_record(2, 30.0)))
+        out.append(await store.load("m"))
+        await store.close()
+        return out
+
+    first, down, gone, won, after = run(scenario())
+    assert first is True
+    assert isinstance(down, StateUnavailable)
+    assert gone is None
+    assert won is True
+    assert isinstance(after, Record)
+    assert after.decision.desired == 2

@@ -1,0 +1,37 @@
+"""Per-model Kubernetes objects from the models file: pure functions, no I/O.
+
+What one scenario becomes (``render_tree`` returns it as relative path -> file text):
+
+- per model: a vLLM Deployment, a ClusterIP Service and a KEDA ScaledObject whose ``external``
+  trigger addresses the depthscale scaler with the model's policy thresholds as metadata;
+- per node pool with a warm buffer: a placeholder Deployment (pause container, whole-node GPU
+  request, lowest priority) that vLLM pods preempt;
+- the gateway's routing table (ConfigMap ``gateway-routes``: ``routes.map`` and ``upstreams.conf``);
+- per cloud, a kustomize Component with the GPU node pools: Karpenter NodePools
+  (``pools/eks-karpenter``) or GKE ComputeClasses plus the nodeSelector patches that pick them
+  (``pools/gke``).
+
+Facts relied on (DESIGN.md §3, §7): the HPA's scale-down window and tolerance come from the models
+file's ``control_plane.hpa`` (the policy owns the 10-minute window, so scaleDown's window is 0 and
+the tolerance 0 keeps a ±1 replica step from being swallowed); vLLM needs a Memory ``/dev/shm``
+and a startupProbe long enough for weight download; serving pods carry
+``karpenter.sh/do-not-disrupt``; GPU nodes carry the ``nvidia.com/gpu`` NoSchedule taint.
+"""
+
+from simulator.manifests.common import (
+    DEFAULT_BROKER,
+    DEFAULT_NAMESPACE,
+    DEFAULT_SCALER_ADDRESS,
+    RenderError,
+    RenderOptions,
+)
+from simulator.manifests.tree import render_tree
+
+__all__ = [
+    "DEFAULT_BROKER",
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_SCALER_ADDRESS",
+    "RenderError",
+    "RenderOptions",
+    "render_tree",
+]

@@ -1,0 +1,102 @@
+"""What every rendered object shares: labels, names, the GPU toleration, Pod Security settings,
+the errors and options of a render, and the YAML writer (plain, no anchors, literal blocks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+Obj = dict[str, Any]
+PART_OF = "depthscale"
+POOL_LABEL = "depthscale.io/node-pool"
+MODEL_LABEL = "depthscale.io/model"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+VLLM_PORT = 8000
+SERVING_PRIORITY_CLASS = "depthscale-model-serving"
+BUFFER_PRIORITY_CLASS = "depthscale-gpu-buffer"
+
+
+class RenderError(ValueError):
+    """The scenario cannot become manifests. ``path`` names the models-file key at fault."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+DEFAULT_NAMESPACE = "depthscale"
+DEFAULT_BROKER = "celery"
+DEFAULT_SCALER_ADDRESS = "depthscale-scaler.depthscale.svc.cluster.local:9090"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    """Deployment-specific values the models file does not hold.
+
+    namespace:       namespace of the model objects (the gateway's and the scaler's too).
+    broker:          broker name the ScaledObjects ask the scaler for (``serve --broker NAME=URL``).
+    scaler_address:  host:port of the scaler's gRPC Service, as KEDA dials it.
+    fallback_failures: failed KEDA polls before the ScaledObject's fallback applies, >= 1.
+    """
+
+    namespace: str = DEFAULT_NAMESPACE
+    broker: str = DEFAULT_BROKER
+    scaler_address: str = DEFAULT_SCALER_ADDRESS
+    fallback_failures: int = 4
+
+
+def labels(name: str, component: str, **extra: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        **extra,
+    }
+
+
+def gpu_toleration() -> Obj:
+    # Exists matches both Karpenter's nvidia.com/gpu=true and GKE's nvidia.com/gpu=present.
+    return {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
+
+
+def restricted_pod_security() -> Obj:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_container_security() -> Obj:
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Plain YAML for people: no anchors/aliases, multi-line strings as literal blocks."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100)
+
+
+def dump_documents(objects: Iterable[Obj], header: str) -> str:
+    """Objects as one multi-document YAML text, keys in insertion order."""
+    return header + "---\n".join(dump_yaml(o) for o in objects)

@@ -414,3 +414,12 @@ def test_pods_meet_their_namespaces_pod_security_level(overlay: Overlay) -> None
             assert "ALL" in sc.get("capabilities", {}).get("drop", []), where
             assert set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, where
     assert checked >= 3, "the scaler, the gateway and the models run under 'restricted'"
+
+
+def test_metric_model_label_is_the_deployment_name(overlay: Overlay) -> None:
+    # DepthscaleReplicasNotReady joins the scaler's `model` label with kube-state-metrics'
+    # `deployment` label: they must be the same name.
+    _, objects = overlay
+    for so in (o for o in objects if o["kind"] == "ScaledObject"):
+        metadata = so["spec"]["triggers"][0]["metadata"]
+        assert metadata.get("model", _name(so)) == so["spec"]["scaleTargetRef"]["name"]

@@ -171,3 +171,23 @@ def test_dashboard_queries_parse(tmp_path: Path) -> None:
     )
     result = _promtool("check", "rules", "dashboard.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_jobs_are_services_a_service_monitor_scrapes() -> None:
+    # Prometheus Operator names a ServiceMonitor's job after the Service it scrapes.
+    objects = load_documents(MANIFESTS / "base" / "scaler" / "service.yaml")
+    objects += load_documents(MANIFESTS / "base" / "scaler" / "servicemonitor.yaml")
+    monitors = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    scraped = {
+        s["metadata"]["name"]
+        for s in objects
+        if s["kind"] == "Service"
+        for m in monitors
+        if all(
+            s["metadata"]["labels"].get(k) == v
+            for k, v in m["spec"]["selector"]["matchLabels"].items()
+        )
+    }
+    jobs = {j for r in _rules() for j in re.findall(r'job="([^"]+)"', r["expr"])}
+    assert jobs
+    assert jobs <= scraped

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -30,8 +31,15 @@ def check(target: str, service: str, timeout_s: float) -> str | None:
     return None
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad arguments are one ``error:`` line and exit status 2, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scaler.healthcheck", description=__doc__)
+    parser = _OneLineParser(prog="python -m scaler.healthcheck", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9090, help="the scaler's gRPC port")
     parser.add_argument("--service", default="", help="health service name ('' = the server)")

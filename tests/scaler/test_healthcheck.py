@@ -62,3 +62,16 @@ def test_nothing_listening_exits_one_on_one_line() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "UNAVAILABLE" in lines[0] or "DEADLINE_EXCEEDED" in lines[0]
+
+
+def test_bad_arguments_are_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "scaler.healthcheck", "--port", "nine"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "--port" in lines[0]

@@ -4,13 +4,15 @@ At each control instant ``t`` (all models, in scenario order):
 
 1. the cluster applies what fell due (drains ending, spot notices, pending pods, placeholders,
    consolidation);
-2. at a KEDA poll: every request that can start before ``t`` starts (the compiled queue), the
-   policy gets ``Observation(at_s=t, pending, in_flight, ready, warming)`` and decides — the
-   GetMetricSpec/GetMetrics/IsActive triple answered from one decision, as the live scaler
-   does — and KEDA acts on ``isActive`` (activation at zero, cooldown to zero);
-3. at an HPA sync: the HPA turns the latest metric into a replica count (tolerance,
+2. when the scaler is asked (a KEDA poll, and an HPA sync unless metrics are cached): every
+   request that can start before ``t`` starts (the compiled queue), and the policy gets
+   ``Observation(at_s=t, pending, in_flight, ready, warming)`` and decides — the
+   GetMetricSpec/GetMetrics/IsActive calls of that instant answered from one decision, as the
+   live scaler's evaluation cache does;
+3. at a KEDA poll: KEDA acts on ``isActive`` (activation at zero, cooldown to zero);
+4. at an HPA sync: the HPA turns the latest metric into a replica count (tolerance,
    stabilization, rate limits, bounds) and the Deployment is resized;
-4. at a sample instant: the series get a point.
+5. at a sample instant: the series get a point.
 
 The policy objects are the ones the live scaler runs (``policies/``), called with simulated time.
 """
@@ -74,7 +76,8 @@ def simulate(
     kedas = [Keda(m.cooldown_s, m.keda_min_replicas) for m in models]
     states = [p.initial_state() for p in policies]
     targets = [p.metric_target for p in policies]
-    metric = [0.0] * n
+    metric = [0.0] * n  # the latest decision's metric value, per model
+    active = [False] * n  # the latest decision's isActive, per model
     scale_events = [0] * n
     reasons: dict[str, int] = {}
     decisions: list[list[tuple[Observation, Any]]] = [[] for _ in range(n)]
@@ -87,6 +90,7 @@ def simulate(
     sample_t = plan.times[plan.is_sample]
 
     times = plan.times.tolist()
+    evals = plan.is_eval.tolist()
     polls = plan.is_poll.tolist()
     syncs = plan.is_sync.tolist()
     samples = plan.is_sample.tolist()
@@ -97,7 +101,7 @@ def simulate(
     k = 0
     for i, t in enumerate(times):
         maintain(t)
-        if polls[i]:
+        if evals[i]:
             for m in models_range:
                 queue = queues[m]
                 queue.advance(t)
@@ -115,8 +119,11 @@ def simulate(
                 key = decision.reason.value
                 reasons[key] = reasons.get(key, 0) + 1
                 metric[m] = decision.metric_value
+                active[m] = decision.desired >= 1
+        if polls[i]:
+            for m in models_range:
                 current = len(live[m])
-                keda_sets = kedas[m].poll(t, decision.desired >= 1, current)
+                keda_sets = kedas[m].poll(t, active[m], current)
                 if keda_sets is not None and keda_sets != current:
                     cluster.set_replicas(m, keda_sets, t)
                     scale_events[m] += 1

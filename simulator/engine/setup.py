@@ -20,6 +20,13 @@ from simulator.traces.trace import Trace
 
 F64 = npt.NDArray[np.float64]
 
+HPA_QUERIES_SCALER = True
+"""Whether each HPA sync evaluates the policy afresh. KEDA's metrics adapter calls the scaler's
+GetMetrics at every HPA sync unless the trigger sets ``useCachedMetrics: true`` (DESIGN.md §2),
+and the live scaler caches an evaluation for only 5 s, shorter than the 15 s sync; our
+ScaledObjects do not set ``useCachedMetrics``. So by default the policy runs at every KEDA poll
+and every HPA sync (once per instant when they coincide)."""
+
 DRAIN_S = 900.0
 """Without ``simulation.duration_s`` a run lasts until this many seconds after the last arrival,
 so requests arriving at the very end get a fair chance to be served."""
@@ -60,7 +67,9 @@ class ModelRun:
 class Plan:
     """Everything one run needs. Times in seconds from the trace start.
 
-    times:   the control instants (sorted), with flags saying what happens at each.
+    times:   the control instants (sorted), with flags saying what happens at each:
+             ``is_eval`` the policy is evaluated (the scaler is asked), ``is_poll`` KEDA acts
+             on isActive, ``is_sync`` the HPA acts on the metric, ``is_sample`` a series point.
     end_s:   end of the run; requests not started by then are unserved.
     step_s:  series sampling step.
     """
@@ -68,6 +77,7 @@ class Plan:
     models: list[ModelRun]
     pools: list[PoolSpec]
     times: F64
+    is_eval: npt.NDArray[np.bool_]
     is_poll: npt.NDArray[np.bool_]
     is_sync: npt.NDArray[np.bool_]
     is_sample: npt.NDArray[np.bool_]
@@ -93,7 +103,7 @@ def _grid(period_s: float, end_s: float) -> npt.NDArray[np.int64]:
     return np.round(np.arange(count) * period_s * 1000.0).astype(np.int64)
 
 
-def plan(trace: Trace, scenario: Scenario) -> Plan:
+def plan(trace: Trace, scenario: Scenario, hpa_queries_scaler: bool = HPA_QUERIES_SCALER) -> Plan:
     """Split the trace by scenario model and lay out the control instants."""
     try:
         index = scenario.trace_model_index(trace.models)
@@ -165,8 +175,12 @@ def plan(trace: Trace, scenario: Scenario) -> Plan:
     ms = np.unique(np.concatenate([polls, syncs, samples]))
     assumptions = [
         f"KEDA polls the scaler every {keda.polling_interval_s:g} s (cooldown "
-        f"{keda.cooldown_period_s:g} s); the HPA syncs every {hpa.sync_period_s:g} s on the "
-        "metric of the latest poll",
+        f"{keda.cooldown_period_s:g} s); the HPA syncs every {hpa.sync_period_s:g} s and "
+        + (
+            "asks the scaler afresh each time (no useCachedMetrics)"
+            if hpa_queries_scaler
+            else "uses the metric of the latest poll (useCachedMetrics)"
+        ),
         f"the run {horizon}; requests not started by then count as unserved",
         "requests in service on a spot node that is reclaimed are assumed to finish",
         "a replica holds max_concurrency batch slots; a request holds one slot for its service time",
@@ -181,6 +195,7 @@ def plan(trace: Trace, scenario: Scenario) -> Plan:
         models=models,
         pools=pools,
         times=ms.astype(np.float64) / 1000.0,
+        is_eval=np.isin(ms, polls) | (np.isin(ms, syncs) & hpa_queries_scaler),
         is_poll=np.isin(ms, polls),
         is_sync=np.isin(ms, syncs),
         is_sample=np.isin(ms, samples),

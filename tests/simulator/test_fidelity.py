@@ -215,7 +215,7 @@ def test_simulated_decisions_equal_direct_policy_calls() -> None:
     the_plan = plan(trace, sc)
     run = simulate(the_plan, per_model(default_policies(sc)[0], ["m"]), record_decisions=True)
     seen = run.decisions[0]
-    assert len(seen) == int(the_plan.is_poll.sum())
+    assert len(seen) == int(the_plan.is_eval.sum())
     policy = QueueDepthPolicy(sc.models["m"].policy.to_policy_config())
     state = policy.initial_state()
     for obs, decision in seen:

@@ -171,12 +171,23 @@ class ModelQueue:
         self.dirty = True
 
     def _rebuild_heap(self) -> None:
+        """Accepting slots free by the next waiting request's arrival go on the idle stack (any
+        of them may take it at its arrival), the others (busy or warming) into the heap, so the
+        heap stays as small as the work in service."""
+        blocks = sorted(self.accepting)
         c = self.concurrency
-        n = 0
-        for block in sorted(self.accepting):
-            self.heap[n : n + c] = np.arange(block * c, (block + 1) * c)
-            n += c
-        self.n_heap = n
-        self.n_idle = 0
-        kernel.heapify(self.heap, n, self.free_at)
+        slots = (
+            (np.asarray(blocks, dtype=np.int64)[:, None] * c + np.arange(c)).ravel()
+            if blocks
+            else np.zeros(0, dtype=np.int64)
+        )
+        n = self.arrival.shape[0]
+        horizon = self.arrival[self.head] if self.head < n else self.now
+        free = self.free_at[slots] <= min(horizon, self.now)
+        idle, busy = slots[free], slots[~free]
+        self.idle[: idle.size] = idle
+        self.heap[: busy.size] = busy
+        self.n_idle = int(idle.size)
+        self.n_heap = int(busy.size)
+        kernel.heapify(self.heap, self.n_heap, self.free_at)
         self.dirty = False

@@ -121,3 +121,14 @@ def test_warming_replica_is_not_in_flight_and_released_blocks_are_reused() -> No
     assert again == warming
     queue.advance(30.0)
     np.testing.assert_array_equal(queue.start_times(), [20.0, np.nan])
+
+
+def test_replica_ready_at_once_serves_the_backlog_from_then() -> None:
+    # Requests wait from t=1..3 with no replica; at t=15 a replica appears, ready at once: the
+    # backlog starts at 15, 15 + 10, 15 + 20 — never before the replica existed.
+    queue = ModelQueue(np.array([1.0, 2.0, 3.0]), np.array([10.0, 10.0, 10.0]), concurrency=1)
+    queue.advance(15.0)
+    queue.add_replica(15.0)
+    queue.advance(30.0)
+    queue.advance(60.0)
+    np.testing.assert_array_equal(queue.start_times(), [15.0, 25.0, 35.0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from simulator.manifests.alerts import slo_rules
 from simulator.manifests.common import RenderOptions, dump_documents, dump_yaml
 from simulator.manifests.gateway import gateway_routes
 from simulator.manifests.models import scaled_object, vllm_deployment, vllm_service
@@ -37,6 +38,8 @@ def render_tree(scenario: Scenario, source_name: str, options: RenderOptions) ->
             resources.append(path)
     files["gateway-routes.yaml"] = dump_documents([gateway_routes(scenario)], header)
     resources.append("gateway-routes.yaml")
+    files["slo-rules.yaml"] = dump_documents([slo_rules(scenario)], header)
+    resources.append("slo-rules.yaml")
     files["kustomization.yaml"] = header + dump_yaml(
         {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",

@@ -1,6 +1,6 @@
 """Alerts and dashboard, checked by Prometheus' own promtool and against the metrics that exist.
 
-The PrometheusRule's groups are written to a plain rules file in a temp dir; ``promtool check
+The PrometheusRules' groups (base and the rendered per-model SLO rules) are written to a plain rules file in a temp dir; ``promtool check
 rules`` lints them and ``promtool test rules`` runs alerts_test.yaml (a firing and a quiet case
 for every alert). Every metric a rule or a dashboard panel reads must be one the stack exports:
 the scaler's (scaler/metrics.py), dcgm-exporter's (the counters file in the manifest),
@@ -31,9 +31,16 @@ KUBE_STATE_METRICS = frozenset({"kube_deployment_status_replicas_ready"})
 METRIC = re.compile(r"\b(depthscale_[a-z_]+|depthscale:[a-z_:]+|DCGM_FI_[A-Z_]+|kube_[a-z_]+)\b")
 
 
+RULE_FILES = (MONITORING / "prometheusrule.yaml", MANIFESTS / "models" / "slo-rules.yaml")
+
+
 def _rule_groups() -> list[dict[str, Any]]:
-    [rule] = load_documents(MONITORING / "prometheusrule.yaml")
-    groups: list[dict[str, Any]] = rule["spec"]["groups"]
+    """The groups of the base PrometheusRule and of the rendered per-model SLO rules."""
+    groups: list[dict[str, Any]] = []
+    for path in RULE_FILES:
+        [rule] = load_documents(path)
+        assert rule["kind"] == "PrometheusRule"
+        groups += rule["spec"]["groups"]
     return groups
 
 

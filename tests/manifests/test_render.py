@@ -203,3 +203,19 @@ def test_refuses_to_replace_a_directory_it_did_not_write(tmp_path: Path) -> None
 
 def test_missing_models_file_is_one_line(tmp_path: Path) -> None:
     _fails(_render(tmp_path / "nope.yaml", tmp_path / "out"), "nope.yaml")
+
+
+def test_slo_alert_uses_the_models_throughput_and_the_slo(tmp_path: Path) -> None:
+    data = _example()
+    data["slo_wait_s"] = 45
+    data["models"]["llama-3-8b"]["service"]["throughput_rps"] = 11
+    out = tmp_path / "out"
+    assert _render(_write(tmp_path, data), out).exit_code == 0
+    [rule] = load_documents(out / "slo-rules.yaml")
+    [group] = rule["spec"]["groups"]
+    records = {r["labels"]["model"]: r["expr"] for r in group["rules"] if "record" in r}
+    assert set(records) == set(data["models"])
+    assert "(11 * clamp_min(" in records["llama-3-8b"]
+    assert 'deployment="llama-3-8b"' in records["llama-3-8b"]
+    [alert] = [r for r in group["rules"] if "alert" in r]
+    assert alert["expr"].endswith("> 45")

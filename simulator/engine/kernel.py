@@ -9,7 +9,8 @@ warming are in the heap with their free time set to the replica's ready time.
 
 Slots that may be busy sit in a binary min-heap of slot indices keyed by ``free_at`` (ties
 broken by slot index); slots known to be free sit on a stack. A request costs O(log busy slots),
-which matters for vLLM replicas with hundreds of mostly idle slots. Compiled with numba, cached
+which matters for vLLM replicas with hundreds of mostly idle slots (and keeps in-flight
+counts cheap: only heap slots can be busy). Compiled with numba, cached
 on disk.
 """
 
@@ -97,14 +98,6 @@ def serve(
         a = arrival[i]
         if a >= t_end:
             break
-        if n_idle == 0 and n_heap > 0 and free_at[heap[0]] <= a:
-            # The earliest slot is free by now and no other is known free: reuse it in place.
-            slot = heap[0]
-            free_at[slot] = a + service[i]
-            start[i] = a
-            _sift_down(heap, n_heap, free_at, 0)
-            i += 1
-            continue
         while n_heap > 0 and free_at[heap[0]] <= a:
             idle[n_idle] = heap[0]
             n_idle += 1

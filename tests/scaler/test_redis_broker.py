@@ -438,3 +438,26 @@ def test_many_concurrent_reads_get_their_own_answers_on_few_connections(
     client.close()
     assert [d.pending for d in depths] == [3 * (i % 20 + 1) for i in range(200)]
     assert connected <= 4 + 1  # the reader's, and this test's own client
+
+
+def test_unacked_entries_in_other_json_shapes_are_still_counted(redis_server: RedisServer) -> None:
+    # kombu writes json.dumps([message, exchange, routing_key]); the count also holds for
+    # compact separators and for values that need a full decode, and ignores non-JSON junk.
+    client = redis.Redis.from_url(redis_server.url)
+    client.hset(
+        "unacked",
+        mapping={
+            "a": '[{"body": "x"}, "", "q"]',  # kombu's own form
+            "b": '[{"body": "x"},"","q"]',  # compact separators
+            "c": '[{"body": "x"}, "", "q"]\n',  # needs a decode
+            "d": '[{"body": "x"}, "", "mod\\u00e8le"]',  # escaped, another queue
+            "e": '[{"body": "x"}, "", "other"]',  # another queue
+            "f": "not json at all",
+            "g": '[{"body": ", \\"q\\"]"}, "", "other"]',  # the suffix inside the message
+        },
+    )
+    client.close()
+    depth = read(redis_server.url, QueueSpec(("q",), include_unacked=True))
+    both = read(redis_server.url, QueueSpec(("q", "modèle"), include_unacked=True))
+    assert depth == Depth(pending=0, in_flight=3)
+    assert both == Depth(pending=0, in_flight=4)

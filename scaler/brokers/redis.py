@@ -17,7 +17,7 @@ step, plus, when in-flight tasks are asked for, one ``EVAL`` of a small Lua scri
 queue ``q`` with routing key ``q`` unless told otherwise). The script walks the whole hash inside
 Redis: O(unacked entries) server time per read (measured ~5 µs per entry: 1,000 reserved
 tasks cost ~5 ms of Redis time per read), no extra round trip. ``EVAL`` (not ``EVALSHA``) is
-used so a restarted Redis without the script cached costs nothing extra: the script text is ~0.6 kB.
+used so a restarted Redis without the script cached costs nothing extra: the script text is ~1 kB.
 The commands are packed once per queue spec and sent over ``resp.RespPool`` connections: a read
 costs a few µs of Python instead of redis-py's ~200 µs pipeline machinery (benchmarks/README.md).
 """

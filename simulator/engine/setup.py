@@ -182,6 +182,11 @@ def plan(trace: Trace, scenario: Scenario, hpa_queries_scaler: bool = HPA_QUERIE
             else "uses the metric of the latest poll (useCachedMetrics)"
         ),
         f"the run {horizon}; requests not started by then count as unserved",
+        "every policy starts cold at t=0: no replicas, no nodes",
+        "empty nodes only are consolidated (Karpenter WhenEmpty; serving pods carry "
+        "karpenter.sh/do-not-disrupt), so replicas spread over nodes keep them running",
+        "scale-down removes pending, then warming, then the least busy ready replicas; "
+        "removed replicas finish the requests they hold",
         "requests in service on a spot node that is reclaimed are assumed to finish",
         "a replica holds max_concurrency batch slots; a request holds one slot for its service time",
     ]

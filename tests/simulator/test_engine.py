@@ -156,3 +156,24 @@ def test_compiled_queue_agrees_with_simpy_model(buffer: dict[str, int] | None) -
     for fast, slow in zip(runs[0].queues, runs[1].queues, strict=True):
         np.testing.assert_allclose(fast.start_times(), slow.start_times(), rtol=0, atol=1e-9)
     assert runs[0].scale_events == runs[1].scale_events
+
+
+@pytest.mark.parametrize(("replicas", "nodes"), [(3, 2), (4, 2), (5, 3), (8, 3)])
+def test_warm_buffer_by_target_utilization(replicas: int, nodes: int) -> None:
+    # 4-GPU nodes, 1-GPU replicas, keep real use <= 80% of the pool's GPUs with whole-node
+    # placeholders: spare GPUs = ceil(used / 0.8) - used, one placeholder node per 4 of them.
+    # 3 or 4 used -> 1 spare GPU -> 1 placeholder node beside the 1 node serving: 2 nodes.
+    # 5 used (2 serving nodes) -> ceil(6.25) - 5 = 2 spare -> 1 placeholder node: 3 nodes.
+    # 8 used (2 full nodes) -> 2 spare -> 1 placeholder node: 3 nodes.
+    sc = scenario(
+        gpus_per_node=4,
+        duration_s=1800.0,
+        policy={"maxReplicas": 10},
+        pool={"warm_buffer": {"target_utilization": 0.8}},
+    )
+    result = engine.run(
+        one_model_trace([100.0], 1.0), sc, [("s", "static", StaticPolicy(replicas))]
+    )
+    series = result.policies[0].series["m"]
+    assert series.replicas_ready[-1] == replicas
+    assert series.nodes[-1] == nodes

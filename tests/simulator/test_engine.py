@@ -177,3 +177,16 @@ def test_warm_buffer_by_target_utilization(replicas: int, nodes: int) -> None:
     series = result.policies[0].series["m"]
     assert series.replicas_ready[-1] == replicas
     assert series.nodes[-1] == nodes
+
+
+def test_pool_node_limit_leaves_pods_pending() -> None:
+    # One-GPU nodes, at most 2 in the pool, 3 replicas wanted: the third pod never schedules,
+    # so 2 replicas serve and the Deployment still counts 3.
+    sc = scenario(duration_s=1800.0, pool={"max_nodes": 2})
+    result = engine.run(one_model_trace([100.0], 1.0), sc, [("s", "static", StaticPolicy(3))])
+    policy = result.policies[0]
+    series = policy.series["m"]
+    assert series.replicas_desired[-1] == 3
+    assert series.replicas_ready[-1] == 2
+    assert series.nodes.max() == 2
+    assert policy.total.node_launches == 2

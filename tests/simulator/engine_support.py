@@ -97,3 +97,29 @@ class Until:
     def decide(self, observation: Observation, state: None) -> tuple[Decision, None]:
         want = self.replicas if observation.at_s < self.until_s else 0
         return Decision(want, Reason.STATIC, "test", float(want)), None
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A test policy: ``steps`` is ((from_s, replicas), ...) in time order; before the first
+    step it wants 0."""
+
+    steps: tuple[tuple[float, int], ...]
+
+    @property
+    def name(self) -> str:
+        return "steps"
+
+    @property
+    def metric_target(self) -> float:
+        return 1.0
+
+    def initial_state(self) -> None:
+        return None
+
+    def decide(self, observation: Observation, state: None) -> tuple[Decision, None]:
+        want = 0
+        for from_s, replicas in self.steps:
+            if observation.at_s >= from_s:
+                want = replicas
+        return Decision(want, Reason.STATIC, "test", float(want)), None

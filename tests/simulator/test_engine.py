@@ -190,3 +190,10 @@ def test_pool_node_limit_leaves_pods_pending() -> None:
     assert series.replicas_ready[-1] == 2
     assert series.nodes.max() == 2
     assert policy.total.node_launches == 2
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan")])
+def test_bad_measured_service_time_is_an_engine_error(bad: float) -> None:
+    trace = one_model_trace([1.0, 2.0, 3.0], [1.0, bad, 1.0])
+    with pytest.raises(engine.EngineError, match=r"request 1 .* service time"):
+        engine.run(trace, scenario())

@@ -47,6 +47,9 @@ class QueueDepthConfig:
     min_replicas:           floor, >= 0. 0 allows scale to zero after an idle window.
     max_replicas:           ceiling, >= max(min_replicas, 1).
     scale_down_step:        replicas removed per scale-down step, >= 1.
+    scale_down_period_s:    seconds between two scale-down steps of one unbroken low run, > 0;
+                            None means the whole stabilization window again (the seed's rule:
+                            one step per window).
     replica_concurrency:    tasks one replica works on at once (vLLM continuous batching slots as
                             Celery sees them); with in-flight counts it sets a floor, >= 1 or None.
     buffer_replicas:        warm spare replicas kept on top of what the thresholds need while the
@@ -63,6 +66,7 @@ class QueueDepthConfig:
     min_replicas: int = 0
     max_replicas: int = 100
     scale_down_step: int = 1
+    scale_down_period_s: float | None = None
     replica_concurrency: int | None = None
     buffer_replicas: int = 0
     mode: Mode = Mode.REPLICAS
@@ -91,6 +95,10 @@ class QueueDepthConfig:
             )
         if self.scale_down_step < 1:
             raise ConfigError("scale_down_step", f"must be >= 1, got {self.scale_down_step}")
+        if self.scale_down_period_s is not None and not self.scale_down_period_s > 0:
+            raise ConfigError(
+                "scale_down_period_s", f"must be > 0 or unset, got {self.scale_down_period_s}"
+            )
         if self.replica_concurrency is not None and self.replica_concurrency < 1:
             raise ConfigError(
                 "replica_concurrency", f"must be >= 1 or unset, got {self.replica_concurrency}"
@@ -103,6 +111,13 @@ class QueueDepthConfig:
                 f"buffer_replicas ({self.buffer_replicas}) + max(min_replicas, 1) exceeds "
                 f"max_replicas ({self.max_replicas})",
             )
+
+    @property
+    def step_period_s(self) -> float:
+        """Seconds between scale-down steps of one low run (the window when unset)."""
+        if self.scale_down_period_s is None:
+            return self.stabilization_window_s
+        return self.scale_down_period_s
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -148,6 +148,7 @@ def _decide_replicas(
     )
 
     low_since: float | None = None
+    last_down: float | None = None
     if base == 0:
         if obs.pending > 0 or in_flight > 0:
             new_base = max(need_ahead, need_now, in_flight_floor, 1)
@@ -175,8 +176,10 @@ def _decide_replicas(
         )
     elif obs.pending / base < down or obs.pending == 0:
         low_since = at if state.low_since_s is None else state.low_since_s
+        last_down = state.last_down_s if state.low_since_s is not None else None
         window = config.stabilization_window_s
         waited = min(at - low_since, at - first_seen)
+        since_step = math.inf if last_down is None else at - last_down
         target = max(base - config.scale_down_step, in_flight_floor, 0)
         last_stays = target == 0 and not (idle_since is not None and at - idle_since >= window)
         if last_stays:
@@ -188,6 +191,13 @@ def _decide_replicas(
             detail = (
                 f"{obs.pending} pending on {base} replicas < {down:g}/replica for {waited:.0f}s "
                 f"of a {window:g}s window: hold"
+            )
+        elif since_step < config.step_period_s:
+            new_base = base
+            reason = Reason.HOLD_STABILIZING
+            detail = (
+                f"{obs.pending} pending on {base} replicas, still low; last step down "
+                f"{since_step:.0f}s ago, next after {config.step_period_s:g}s: hold"
             )
         elif target >= base and last_stays and in_flight_floor < 1:
             new_base = base
@@ -215,7 +225,7 @@ def _decide_replicas(
                 f"{obs.pending} pending on {base} replicas < {down:g}/replica for {waited:.0f}s "
                 f"(window {window:g}s): scale down to {new_base}"
             )
-            low_since = at  # each further step needs a fresh window
+            last_down = at  # the next step waits scale_down_period_s (seed: a whole window)
     else:
         new_base = base
         reason = Reason.HOLD
@@ -244,13 +254,14 @@ def _decide_replicas(
         last_increase_s, warming_from = state.last_increase_s, state.warming_from
         warming_from = min(warming_from, desired)
     if desired > state.desired:
-        low_since = None
+        low_since, last_down = None, None
 
     new_state = QueueDepthState(
         desired=desired,
         last_increase_s=last_increase_s,
         warming_from=warming_from,
         low_since_s=low_since,
+        last_down_s=last_down,
         idle_since_s=idle_since,
         first_seen_s=first_seen,
         last_at_s=at,

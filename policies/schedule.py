@@ -184,7 +184,11 @@ def _window_counts(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Wall-clock window ids (Unix seconds // window_s) that hold arrivals, and how many each
     holds; one O(n) pass (a bincount over the trace's span), no sort."""
-    bins = np.floor((times + start_epoch_s) / window_s).astype(np.int64)
+    # Whole windows of the epoch apart from the rest, so that adding a large epoch to a time
+    # cannot round an arrival just before a window edge into the next window.
+    epoch_windows = np.floor(start_epoch_s / window_s)
+    remainder = start_epoch_s - epoch_windows * window_s
+    bins = (np.floor((times + remainder) / window_s) + epoch_windows).astype(np.int64)
     first = int(bins.min())
     counts = np.bincount(bins - first)
     used = np.flatnonzero(counts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class StateError(ValueError):
@@ -25,7 +25,9 @@ class QueueDepthState:
     warming_from:       ``desired`` just before that last increase run began: the replicas
                         above it are the ones on their way.
     low_since_s:        start of the current unbroken run of below-threshold observations; reset
-                        by any other observation and after each scale-down step.
+                        by any other observation and by any scale-up.
+    last_down_s:        when the last scale-down step of the current low run was taken, None if
+                        none: the next step waits ``scale_down_period_s`` after it.
     idle_since_s:       start of the current unbroken run with nothing pending and nothing in
                         flight.
     first_seen_s:       the first observation this state has seen: no scale-down before a whole
@@ -38,6 +40,7 @@ class QueueDepthState:
     last_increase_s: float | None = None
     warming_from: int = 0
     low_since_s: float | None = None
+    last_down_s: float | None = None
     idle_since_s: float | None = None
     first_seen_s: float | None = None
     last_at_s: float | None = None
@@ -50,6 +53,7 @@ class QueueDepthState:
             "last_increase_s": self.last_increase_s,
             "warming_from": self.warming_from,
             "low_since_s": self.low_since_s,
+            "last_down_s": self.last_down_s,
             "idle_since_s": self.idle_since_s,
             "first_seen_s": self.first_seen_s,
             "last_at_s": self.last_at_s,
@@ -66,6 +70,7 @@ class QueueDepthState:
                 last_increase_s=_opt_float(data["last_increase_s"]),
                 warming_from=int(data["warming_from"]),
                 low_since_s=_opt_float(data["low_since_s"]),
+                last_down_s=_opt_float(data["last_down_s"]),
                 idle_since_s=_opt_float(data["idle_since_s"]),
                 first_seen_s=_opt_float(data["first_seen_s"]),
                 last_at_s=_opt_float(data["last_at_s"]),

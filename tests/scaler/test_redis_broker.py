@@ -461,3 +461,60 @@ def test_unacked_entries_in_other_json_shapes_are_still_counted(redis_server: Re
     both = read(redis_server.url, QueueSpec(("q", "modèle"), include_unacked=True))
     assert depth == Depth(pending=0, in_flight=3)
     assert both == Depth(pending=0, in_flight=4)
+
+
+# ---- TLS (rediss://) ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(tmp_path: Any) -> Iterator[tuple[int, str]]:
+    """A private redis-server speaking TLS only, with a throw-away CA: (port, CA file)."""
+    binary = require_binary("redis-server")
+    openssl = require_binary("openssl")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=tmp_path, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=t")
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    (tmp_path / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "ext.cnf")  # fmt: skip
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path), "--tls-cert-file", "server.pem",
+         "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.pem",
+         "--tls-auth-clients", "no"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port, str(tmp_path / "ca.pem")
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def test_tls_with_the_servers_ca(tls_server: tuple[int, str]) -> None:
+    port, ca = tls_server
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}"
+    assert read(url, QueueSpec(("q",))) == Depth(pending=0)
+
+
+def test_tls_refuses_an_unknown_certificate_unless_told_not_to_check(
+    tls_server: tuple[int, str],
+) -> None:
+    port, _ = tls_server
+    with pytest.raises(BrokerUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        read(f"rediss://127.0.0.1:{port}/0", QueueSpec(("q",)))
+    unchecked = f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=none"
+    assert read(unchecked, QueueSpec(("q",))) == Depth(pending=0)

@@ -18,6 +18,11 @@ queue ``q`` with routing key ``q`` unless told otherwise). The script walks the 
 Redis: O(unacked entries) server time per read (measured ~5 µs per entry: 1,000 reserved
 tasks cost ~5 ms of Redis time per read), no extra round trip. ``EVAL`` (not ``EVALSHA``) is
 used so a restarted Redis without the script cached costs nothing extra: the script text is ~1 kB.
+Nothing is ever written. A Redis ACL user for the scaler needs ``+llen``, and ``+eval`` and
+``+hvals`` (run inside the script) when in-flight tasks are counted, on the queue and ``unacked``
+keys: ``ACL SETUSER depthscale on >PASSWORD ~* +llen +eval +hvals`` (``+select`` too for a
+database other than 0; narrow ``~*`` to the prefix). Read-only key patterns (``%R~``) refuse
+``EVAL``; ``EVAL_RO`` would pass them but needs Redis 7, and Celery brokers still run Redis 6.
 The commands are packed once per queue spec and sent over ``resp.RespPool`` connections: a read
 costs a few µs of Python instead of redis-py's ~200 µs pipeline machinery (benchmarks/README.md).
 """

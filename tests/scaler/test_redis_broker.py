@@ -518,3 +518,16 @@ def test_tls_refuses_an_unknown_certificate_unless_told_not_to_check(
         read(f"rediss://127.0.0.1:{port}/0", QueueSpec(("q",)))
     unchecked = f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=none"
     assert read(unchecked, QueueSpec(("q",))) == Depth(pending=0)
+
+
+def test_a_least_privilege_acl_user_is_enough(redis_server: RedisServer) -> None:
+    # The ACL documented in scaler/brokers/redis.py: three commands, nothing else.
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.execute_command(
+        "ACL", "SETUSER", "depthscale", "on", ">pw", "~*", "+llen", "+eval", "+hvals"
+    )
+    admin.rpush("q", b"a", b"b")
+    admin.hset("unacked", "t1", '[{"body": "x"}, "", "q"]')
+    admin.close()
+    url = f"redis://depthscale:pw@127.0.0.1:{redis_server.port}/0"
+    assert read(url, QueueSpec(("q",), include_unacked=True)) == Depth(pending=2, in_flight=1)

@@ -173,7 +173,9 @@ class RedisBrokerReader:
                 f"redis broker {self.safe_url} refused the read: "
                 f"{redact_text(str(errors[0]), self._url)}"
             )
-        counts = [r if isinstance(r, int) else 0 for r in results]
+        counts = [r for r in results if isinstance(r, int)]
+        if len(counts) != len(results):  # never a made-up 0 from a reply we did not expect
+            raise BrokerResponseError(f"redis broker {self.safe_url}: a count was not an integer")
         if spec.include_unacked:
             return Depth(pending=sum(counts[:-1]), in_flight=counts[-1])
         return Depth(pending=sum(counts))

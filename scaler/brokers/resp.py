@@ -115,20 +115,26 @@ class RespConnection:
         return [await self._reply() for _ in range(replies)]
 
     async def _reply(self) -> int | bytes | RespError:
-        line = await self.reader.readuntil(CRLF)
+        try:
+            line = await self.reader.readuntil(CRLF)
+        except asyncio.LimitOverrunError:
+            raise RespProtocolError("reply line too long") from None
         kind, body = line[:1], line[1:-2]
-        if kind == b":":
-            return int(body)
-        if kind == b"+":
-            return body
-        if kind == b"-":
-            return RespError(body.decode(errors="replace"))
-        if kind == b"$":
-            size = int(body)
-            if size < 0:
-                return b""
-            data = await self.reader.readexactly(size + 2)
-            return data[:-2]
+        try:
+            if kind == b":":
+                return int(body)
+            if kind == b"+":
+                return body
+            if kind == b"-":
+                return RespError(body.decode(errors="replace"))
+            if kind == b"$":
+                size = int(body)
+                if size < 0:
+                    return b""
+                data = await self.reader.readexactly(size + 2)
+                return data[:-2]
+        except ValueError:
+            raise RespProtocolError(f"malformed {kind!r} reply") from None
         raise RespProtocolError(f"unexpected reply type {kind!r}")
 
     def close(self) -> None:

@@ -531,3 +531,53 @@ def test_a_least_privilege_acl_user_is_enough(redis_server: RedisServer) -> None
     admin.close()
     url = f"redis://depthscale:pw@127.0.0.1:{redis_server.port}/0"
     assert read(url, QueueSpec(("q",), include_unacked=True)) == Depth(pending=2, in_flight=1)
+
+
+@contextmanager
+def replying_server(reply: bytes) -> Iterator[int]:
+    """A TCP port whose server answers every request with ``reply``: a broken broker."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    if conn.recv(65536):
+                        conn.sendall(reply)
+                    conn.recv(65536)  # hold the connection until the client closes it
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "message"),
+    [
+        pytest.param(b":1x\r\n" * 4, BrokerUnavailable, "malformed", id="bad-integer"),
+        pytest.param(b"*1\r\n:1\r\n" * 4, BrokerUnavailable, "unexpected reply", id="array"),
+        pytest.param(b"$1\r\n7\r\n" * 4, BrokerResponseError, "not an integer", id="bulk-not-int"),
+        pytest.param(b"-ERR nope\r\n" * 4, BrokerResponseError, "ERR nope", id="error-reply"),
+    ],
+)
+def test_a_reply_that_is_not_a_count_is_an_error_never_zero(
+    reply: bytes, error: type[Exception], message: str
+) -> None:
+    with replying_server(reply) as port, pytest.raises(error, match=message):
+        read(f"redis://127.0.0.1:{port}/0", QueueSpec(("q",)), timeout_s=2.0)

@@ -142,8 +142,8 @@ class RedisStateStore:
         self._timeout_s = timeout_s
         self._client = open_client(url, timeout_s)
         self._cas = self._client.register_script(_CAS_LUA)
-        # key -> version of a record that exists but could not be read back (see load()).
-        self._unreadable: dict[str, int] = {}
+        # key -> raw version field of a record that exists but could not be read (see load()).
+        self._unreadable: dict[str, str] = {}
 
     async def load(self, key: str) -> Record | None:
         """The stored record, or None. A record that cannot be read back (corrupt, or written by
@@ -154,18 +154,19 @@ class RedisStateStore:
                 raw_version, data = await self._client.hmget(self._prefix + key, ["v", "data"])
         except (RedisError, OSError) as exc:
             raise self._unavailable("read", exc) from None
-        if raw_version is None or data is None:
+        if raw_version is None:
             self._unreadable.pop(key, None)
             return None
         try:
-            version = int(raw_version)
-            record = record_from_json(data, version)
+            record = record_from_json(data if data is not None else b"", int(raw_version))
         except (StateError, ValueError) as exc:
             log.warning("ignoring unreadable policy state at %s%s: %s", self._prefix, key, exc)
-            try:
-                self._unreadable[key] = int(raw_version)
-            except ValueError:
-                self._unreadable.pop(key, None)
+            text = (
+                raw_version.decode(errors="replace")
+                if isinstance(raw_version, bytes)
+                else raw_version
+            )
+            self._unreadable[key] = str(text)
             return None
         self._unreadable.pop(key, None)
         return record
@@ -173,10 +174,14 @@ class RedisStateStore:
     async def compare_and_set(self, key: str, expected_version: int | None, record: Record) -> bool:
         """Store ``record`` as version expected_version+1 (1 when expected is None); False, with
         nothing written, when the stored version is not ``expected_version``."""
-        expected = self._unreadable.get(key) if expected_version is None else expected_version
-        new_version = 1 if expected is None else expected + 1
-        args = ["" if expected is None else str(expected), str(new_version)]
-        args += [record_to_json(record), str(self._ttl_s)]
+        if expected_version is not None:
+            expected, new_version = str(expected_version), expected_version + 1
+        elif key in self._unreadable:  # replace what load() could not read
+            expected = self._unreadable[key]
+            new_version = int(expected) + 1 if expected.isdigit() else 1
+        else:
+            expected, new_version = "", 1
+        args = [expected, str(new_version), record_to_json(record), str(self._ttl_s)]
         try:
             async with asyncio.timeout(self._timeout_s):
                 won = await self._cas(keys=[self._prefix + key], args=args)

@@ -32,7 +32,7 @@ def make_record(desired: int, at_s: float, reason: Reason = Reason.SCALE_UP) -> 
         idle_since_s=None,
         first_seen_s=at_s - 600.0,
         last_at_s=at_s,
-        samples=((at_s - 15.0, 120), (at_s, 180)),
+        samples=((at_s - 15.0, 120, 0), (at_s, 180, 4)),
     )
     decision = Decision(desired, reason, f"180 pending over {desired} replicas", float(desired))
     return Record(state=state, decision=decision, at_s=at_s)
@@ -186,9 +186,20 @@ def test_records_expire_and_every_write_refreshes_the_ttl(redis_server: RedisSer
     assert 10 < ttl <= 1000
 
 
-def test_unreadable_record_reads_as_absent_and_is_replaced(redis_server: RedisServer) -> None:
+@pytest.mark.parametrize(
+    "stored",
+    [
+        pytest.param({"v": "4", "data": '{"state": {"v": 99}}'}, id="newer-state-version"),
+        pytest.param({"v": "4", "data": "{not json"}, id="not-json"),
+        pytest.param({"v": "4"}, id="no-data-field"),
+        pytest.param({"v": "four", "data": "{}"}, id="version-not-a-number"),
+    ],
+)
+def test_unreadable_record_reads_as_absent_and_is_replaced(
+    redis_server: RedisServer, stored: dict[str, str]
+) -> None:
     raw = redis.Redis.from_url(redis_server.url)
-    raw.hset("depthscale:state:m", mapping={"v": "4", "data": '{"state": {"v": 99}}'})
+    raw.hset("depthscale:state:m", mapping=stored)
 
     async def scenario() -> tuple[Record | None, bool, Record | None]:
         store = RedisStateStore(redis_server.url)

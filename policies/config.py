@@ -47,11 +47,20 @@ class QueueDepthConfig:
     min_replicas:           floor, >= 0. 0 allows scale to zero after an idle window.
     max_replicas:           ceiling, >= max(min_replicas, 1).
     scale_down_step:        replicas removed per scale-down step, >= 1.
-    scale_down_period_s:    seconds between two scale-down steps of one unbroken low run, > 0;
-                            None means the whole stabilization window again (the seed's rule:
-                            one step per window).
-    replica_concurrency:    tasks one replica works on at once (vLLM continuous batching slots as
-                            Celery sees them); with in-flight counts it sets a floor, >= 1 or None.
+    scale_down_period_s:    seconds between two scale-down steps of one unbroken low run, > 0,
+                            used only when the in-flight floor is known (in-flight counts and
+                            ``replica_concurrency``): then every step is bounded by the work
+                            the policy can see. Without that floor each step is a probe and
+                            waits a whole stabilization window again, as does None (the seed).
+                            Never longer than the window.
+    scale_up_on_in_flight:  with in-flight counts and ``replica_concurrency``, also scale up when
+                            the work in flight (projected ``lookahead_s`` ahead from the load's
+                            growth) needs more replicas than there are: a continuous-batching
+                            replica queues nothing until its slots are full, so the queue alone
+                            shows load only at saturation, minutes too late for a GPU warm-up.
+    replica_concurrency:    tasks one replica should carry at once: the Celery worker slots per
+                            vLLM replica, or fewer for headroom (e.g. 200 of 256); with in-flight
+                            counts it sets a floor and a scale-up signal, >= 1 or None.
     buffer_replicas:        warm spare replicas kept on top of what the thresholds need while the
                             model is active, >= 0.
     mode:                   replicas (policy decides) or pending (KEDA-native passthrough).
@@ -66,7 +75,8 @@ class QueueDepthConfig:
     min_replicas: int = 0
     max_replicas: int = 100
     scale_down_step: int = 1
-    scale_down_period_s: float | None = None
+    scale_down_period_s: float | None = 60.0
+    scale_up_on_in_flight: bool = True
     replica_concurrency: int | None = None
     buffer_replicas: int = 0
     mode: Mode = Mode.REPLICAS
@@ -112,18 +122,24 @@ class QueueDepthConfig:
                 f"max_replicas ({self.max_replicas})",
             )
 
-    @property
-    def step_period_s(self) -> float:
-        """Seconds between scale-down steps of one low run (the window when unset)."""
-        if self.scale_down_period_s is None:
+    def step_period_s(self, floor_known: bool) -> float:
+        """Seconds between scale-down steps of one low run: ``scale_down_period_s`` when the
+        in-flight floor bounds each step, else a whole stabilization window."""
+        if self.scale_down_period_s is None or not floor_known:
             return self.stabilization_window_s
-        return self.scale_down_period_s
+        return min(self.scale_down_period_s, self.stabilization_window_s)
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
 
-# The seed's rule, as stated in the brief: up at 50 pending per replica, down below 5, a
-# 10-minute window, 5-minute GPU warm-up, one replica per step.
-SEED = QueueDepthConfig()
+# depthscale's rule (the default): the seed's thresholds and window, plus the in-flight signals
+# when the edge counts in-flight work and knows the per-replica concurrency (docs/policy.md).
+DEPTHSCALE = QueueDepthConfig()
+
+# The seed's rule as first stated: up above 50 pending per replica, down below 5 after a
+# 10-minute window, 5-minute GPU warm-up, one replica per window, in-flight work only as a floor.
+SEED = QueueDepthConfig(scale_down_period_s=None, scale_up_on_in_flight=False)
+
+PRESETS: dict[str, QueueDepthConfig] = {"depthscale": DEPTHSCALE, "seed": SEED}

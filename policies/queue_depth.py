@@ -25,16 +25,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from policies.config import SEED, Mode, QueueDepthConfig
+from policies.config import DEPTHSCALE, Mode, QueueDepthConfig
 from policies.state import QueueDepthState
 from policies.types import Decision, Observation, Reason
 
 
 @dataclass(frozen=True, slots=True)
 class QueueDepthPolicy:
-    """depthscale's queue-depth policy (the default preset is the seed's rule)."""
+    """depthscale's queue-depth policy (``DEPTHSCALE`` preset by default; ``SEED`` is the seed's
+    rule as first stated)."""
 
-    config: QueueDepthConfig = SEED
+    config: QueueDepthConfig = DEPTHSCALE
     label: str = "depthscale"
 
     @property
@@ -60,27 +61,35 @@ class QueueDepthPolicy:
         return _decide_replicas(self.config, observation, state)
 
 
-def growth_rate(samples: tuple[tuple[float, int], ...], min_span_s: float) -> float:
-    """Pending growth in tasks/second between the oldest and newest sample.
+Sample = tuple[float, int, int]  # (at_s, pending, in_flight or 0 when unknown)
+
+
+def growth_rate(
+    samples: tuple[Sample, ...], min_span_s: float, *, with_in_flight: bool = False
+) -> float:
+    """Growth in tasks/second between the oldest and newest sample, of pending alone or of the
+    whole load (pending + in flight).
 
     0 unless the samples span at least ``min_span_s`` seconds: one jump (a burst landing, or the
     first sight of a queue) is not a trend, and projecting it over a GPU warm-up would size for a
     backlog that never comes."""
     if len(samples) < 2:
         return 0.0
-    (t0, p0), (t1, p1) = samples[0], samples[-1]
+    (t0, p0, f0), (t1, p1, f1) = samples[0], samples[-1]
     if t1 - t0 < min_span_s or t1 - t0 <= 0:
         return 0.0
+    if with_in_flight:
+        p0, p1 = p0 + f0, p1 + f1
     return (p1 - p0) / (t1 - t0)
 
 
 def _remember(
     config: QueueDepthConfig, obs: Observation, state: QueueDepthState
-) -> tuple[tuple[float, int], ...]:
+) -> tuple[Sample, ...]:
     """Samples within the growth window, ending with this observation (one sample per instant)."""
     horizon = obs.at_s - config.growth_window_s
     kept = tuple(s for s in state.samples if horizon <= s[0] < obs.at_s)
-    return (*kept, (obs.at_s, obs.pending))
+    return (*kept, (obs.at_s, obs.pending, obs.in_flight or 0))
 
 
 def _warming_requested(config: QueueDepthConfig, obs: Observation, state: QueueDepthState) -> int:
@@ -143,9 +152,18 @@ def _decide_replicas(
     projected = obs.pending + max(rate, 0.0) * config.lookahead_s
     need_now = math.ceil(obs.pending / up)
     need_ahead = math.ceil(projected / up)
-    in_flight_floor = (
-        math.ceil(in_flight / config.replica_concurrency) if config.replica_concurrency else 0
-    )
+    # With in-flight counts and a per-replica concurrency, busy replicas are a leading signal:
+    # a continuous-batching replica takes work without queueing until its slots are full, so
+    # the queue alone shows load only at saturation, minutes too late for a GPU warm-up.
+    conc = config.replica_concurrency
+    busy_known = conc is not None and obs.in_flight is not None
+    in_flight_floor = math.ceil(in_flight / conc) if conc else 0
+    need_busy = 0
+    busy_projected = float(in_flight)
+    if conc is not None and busy_known and config.scale_up_on_in_flight:
+        load_rate = growth_rate(samples, config.growth_window_s / 2, with_in_flight=True)
+        busy_projected = in_flight + max(load_rate, 0.0) * config.lookahead_s
+        need_busy = math.ceil(busy_projected / conc)
 
     low_since: float | None = None
     last_down: float | None = None
@@ -159,7 +177,7 @@ def _decide_replicas(
             reason = Reason.IDLE
             detail = "nothing pending at zero replicas"
     elif obs.pending / base > up:
-        new_base = max(need_now, need_ahead)
+        new_base = max(need_now, need_ahead, need_busy)
         reason = Reason.SCALE_UP
         detail = (
             f"{obs.pending} pending on {base} replicas ({warming} warming) = "
@@ -173,6 +191,13 @@ def _decide_replicas(
         detail = (
             f"{obs.pending} pending growing {rate:.2f}/s: projected {projected:.0f} in "
             f"{config.lookahead_s:g}s on {base} replicas > {up:g}/replica: scale up to {new_base}"
+        )
+    elif need_busy > base:
+        new_base = max(need_busy, need_ahead)
+        reason = Reason.SCALE_UP_IN_FLIGHT
+        detail = (
+            f"{in_flight} in flight on {base} replicas of {conc} slots ({warming} warming), "
+            f"projected {busy_projected:.0f} in {config.lookahead_s:g}s: scale up to {new_base}"
         )
     elif obs.pending / base < down or obs.pending == 0:
         low_since = at if state.low_since_s is None else state.low_since_s
@@ -192,12 +217,12 @@ def _decide_replicas(
                 f"{obs.pending} pending on {base} replicas < {down:g}/replica for {waited:.0f}s "
                 f"of a {window:g}s window: hold"
             )
-        elif since_step < config.step_period_s:
+        elif since_step < config.step_period_s(busy_known):
             new_base = base
             reason = Reason.HOLD_STABILIZING
             detail = (
                 f"{obs.pending} pending on {base} replicas, still low; last step down "
-                f"{since_step:.0f}s ago, next after {config.step_period_s:g}s: hold"
+                f"{since_step:.0f}s ago, next after {config.step_period_s(busy_known):g}s: hold"
             )
         elif target >= base and last_stays and in_flight_floor < 1:
             new_base = base

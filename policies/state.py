@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 class StateError(ValueError):
@@ -33,7 +33,8 @@ class QueueDepthState:
     first_seen_s:       the first observation this state has seen: no scale-down before a whole
                         window has been observed.
     last_at_s:          time of the last observation used, for ordering.
-    samples:            recent (at_s, pending) pairs within ``growth_window_s``, oldest first.
+    samples:            recent (at_s, pending, in_flight) within ``growth_window_s``, oldest first
+                        (in_flight 0 when unknown).
     """
 
     desired: int = 0
@@ -44,7 +45,7 @@ class QueueDepthState:
     idle_since_s: float | None = None
     first_seen_s: float | None = None
     last_at_s: float | None = None
-    samples: tuple[tuple[float, int], ...] = ()
+    samples: tuple[tuple[float, int, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,7 +58,7 @@ class QueueDepthState:
             "idle_since_s": self.idle_since_s,
             "first_seen_s": self.first_seen_s,
             "last_at_s": self.last_at_s,
-            "samples": [[t, p] for t, p in self.samples],
+            "samples": [[t, p, f] for t, p, f in self.samples],
         }
 
     @classmethod
@@ -74,7 +75,7 @@ class QueueDepthState:
                 idle_since_s=_opt_float(data["idle_since_s"]),
                 first_seen_s=_opt_float(data["first_seen_s"]),
                 last_at_s=_opt_float(data["last_at_s"]),
-                samples=tuple((float(t), int(p)) for t, p in data["samples"]),
+                samples=tuple((float(t), int(p), int(f)) for t, p, f in data["samples"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"bad state field: {exc!r}") from exc

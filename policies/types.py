@@ -53,6 +53,7 @@ class Reason(enum.StrEnum):
     ACTIVATE = "activate"  # at zero replicas, work arrived: wake up at once
     SCALE_UP = "scale-up"  # pending per replica above the up threshold
     SCALE_UP_LOOKAHEAD = "scale-up-lookahead"  # backlog expected when new capacity is ready
+    SCALE_UP_IN_FLIGHT = "scale-up-in-flight"  # in-flight work (projected) fills the replicas
     HOLD_WARMING = "hold-warming"  # above threshold, but capacity on its way covers it
     HOLD = "hold"  # between the thresholds
     HOLD_STABILIZING = "hold-stabilizing"  # below the down threshold, window not yet elapsed

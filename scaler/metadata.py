@@ -17,10 +17,10 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from policies.config import ConfigError, Mode, QueueDepthConfig
+from policies.config import DEPTHSCALE, PRESETS, ConfigError, Mode, QueueDepthConfig
 from scaler.ports import DEFAULT_PRIORITY_STEPS, QueueSpec
 
 
@@ -127,6 +127,13 @@ def _priority_levels(value: str) -> tuple[int, ...]:
     return tuple(sorted(levels))
 
 
+def _preset(value: str) -> QueueDepthConfig:
+    try:
+        return PRESETS[value]
+    except KeyError:
+        raise ValueError(f"{value!r} is not one of: {', '.join(sorted(PRESETS))}") from None
+
+
 def _key_prefix(value: str) -> str:
     return value
 
@@ -156,6 +163,9 @@ KEYS: tuple[_Key, ...] = (
     _Key("minReplicas", "config.min_replicas", _integer),
     _Key("maxReplicas", "config.max_replicas", _integer),
     _Key("scaleDownStep", "config.scale_down_step", _integer),
+    _Key("scaleDownPeriodSeconds", "config.scale_down_period_s", _number),
+    _Key("scaleUpOnInFlight", "config.scale_up_on_in_flight", _bool),
+    _Key("preset", "preset", _preset),
     _Key("replicaConcurrency", "config.replica_concurrency", _positive_int),
     _Key("bufferReplicas", "config.buffer_replicas", _integer),
     _Key("mode", "config.mode", _mode),
@@ -238,7 +248,7 @@ def parse_metadata(metadata: Mapping[str, str]) -> ScalerMetadata:
     config_args = {t.split(".", 1)[1]: v for t, v in parsed.items() if t.startswith("config.")}
     spec_args = {t.split(".", 1)[1]: v for t, v in parsed.items() if t.startswith("spec.")}
     try:
-        config = QueueDepthConfig(**config_args)
+        config = replace(parsed.get("preset", DEPTHSCALE), **config_args)
     except ConfigError as exc:
         raise MetadataError(
             _BY_FIELD.get(exc.field, exc.field), _in_key_names(exc.problem)

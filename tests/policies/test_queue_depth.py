@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -250,3 +251,65 @@ def test_bad_config_names_the_field(kwargs: dict[str, float], field: str) -> Non
         QueueDepthConfig(**kwargs)  # type: ignore[arg-type]
     assert err.value.field == field
     assert field in str(err.value)
+
+
+def test_in_flight_work_scales_up_before_the_queue_builds() -> None:
+    # Continuous batching: replicas take work without queueing until their slots are full.
+    # 2 replicas carrying 100 tasks each; load grows by 20 tasks per 30 s, all still in flight.
+    c = Clocked(QueueDepthConfig(replica_concurrency=100, lookahead_s=300, growth_window_s=120))
+    c.observe(100)  # activate: 2 replicas
+    c.now = 400  # warm
+    c.observe(0, in_flight=160)
+    d = None
+    for in_flight in (180, 200):
+        c.now += 30
+        d = c.observe(0, in_flight=in_flight)
+    assert d is not None
+    # 200 in flight growing 40 per 60 s: projected 200 + 0.667 * 300 = 400 -> 4 replicas
+    assert (d.desired, d.reason) == (
+        math.ceil((200 + 40 / 60 * 300) / 100),
+        Reason.SCALE_UP_IN_FLIGHT,
+    )
+
+
+def test_seed_preset_uses_in_flight_only_as_a_floor() -> None:
+    c = Clocked(replace(SEED, replica_concurrency=100))
+    c.observe(100)
+    c.now = 400
+    for in_flight in (160, 180, 200):
+        d = c.observe(0, in_flight=in_flight)
+        c.now += 30
+    assert d.desired == 2
+
+
+def test_with_the_floor_known_steps_follow_each_other_a_period_apart() -> None:
+    # 10 replicas, 300 tasks in flight at 100 per replica: the floor is 3.
+    c = Clocked(QueueDepthConfig(replica_concurrency=100, scale_down_period_s=60))
+    c.observe(500)  # 10 replicas
+    c.now = 30
+    # nine and a half minutes at low load: hold
+    assert c.hold_for(570, pending=0, in_flight=300).desired == 10
+    c.now += 30
+    assert c.observe(0, in_flight=300).desired == 9  # the window is complete: first step
+    c.now += 30
+    assert c.observe(0, in_flight=300).desired == 9  # 30 s later: within the period
+    c.now += 30
+    assert c.observe(0, in_flight=300).desired == 8  # a period after the first step
+    # keep going: the floor stops the descent at ceil(300 / 100) = 3
+    c.now += 60
+    d = c.hold_for(1200, pending=0, in_flight=300, step=60)
+    assert (d.desired, d.reason) == (3, Reason.HOLD_IN_FLIGHT)
+
+
+def test_without_in_flight_counts_each_step_still_waits_a_window() -> None:
+    # No floor to bound a step: each one is a probe, one per window even in the default preset.
+    c = Clocked(QueueDepthConfig(replica_concurrency=100, scale_down_period_s=60))
+    c.observe(500)
+    c.now = 30
+    assert c.hold_for(570, pending=0).desired == 10  # t = 30..600: the window fills
+    c.now += 30
+    assert c.observe(0).desired == 9  # t = 630: the first step
+    c.now += 30
+    assert c.hold_for(540, pending=0).desired == 9  # t = 660..1200: not a period but a window
+    c.now += 30
+    assert c.observe(0).desired == 8  # t = 1230: a whole window after the first step

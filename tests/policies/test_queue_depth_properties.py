@@ -130,6 +130,9 @@ def test_no_cascade_while_warming(config: QueueDepthConfig, start: int, growth: 
     rate_bound = max(growth) / 30.0  # the steepest growth the policy could have measured
     biggest = max(o.pending for o, _ in history)
     bound = math.ceil((biggest + rate_bound * config.lookahead_s) / config.scale_up_pending)
+    if config.replica_concurrency:  # nothing is in flight here: only the load's growth counts
+        busy = math.ceil(rate_bound * config.lookahead_s / config.replica_concurrency)
+        bound = max(bound, busy)
     bound = min(max(bound, config.min_replicas, 1) + config.buffer_replicas, config.max_replicas)
     for _, d in history:
         assert d.desired <= max(bound, config.min_replicas)

@@ -6,23 +6,31 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.config import SEED, Mode
+from policies.config import DEPTHSCALE, SEED, Mode
 from scaler.metadata import KEDA_KEYS, KEYS, MetadataError, parse_metadata
 from scaler.ports import DEFAULT_PRIORITY_STEPS, DEFAULT_SEP
 
 BASE = {"broker": "main", "queues": "llama-8b"}
 
 
-def test_minimal_metadata_gets_the_seed_policy() -> None:
+def test_minimal_metadata_gets_the_default_policy() -> None:
     parsed = parse_metadata(BASE)
     assert parsed.broker == "main"
     assert parsed.model is None
-    assert parsed.config == SEED
+    assert parsed.config == DEPTHSCALE
     assert parsed.spec.queues == ("llama-8b",)
     assert parsed.spec.priority_steps == DEFAULT_PRIORITY_STEPS
     assert parsed.spec.key_prefix == ""
     assert parsed.spec.sep == DEFAULT_SEP
     assert parsed.spec.include_unacked is False
+
+
+def test_the_seed_preset_is_the_seed_rule_and_keys_still_override_it() -> None:
+    parsed = parse_metadata({**BASE, "preset": "seed", "scaleUpPending": "20"})
+    assert parsed.config.scale_down_period_s is None
+    assert parsed.config.scale_up_on_in_flight is False
+    assert parsed.config.scale_up_pending == 20
+    assert parsed.config.stabilization_window_s == SEED.stabilization_window_s
 
 
 def test_every_key_lands_in_its_field() -> None:
@@ -40,6 +48,8 @@ def test_every_key_lands_in_its_field() -> None:
             "minReplicas": "1",
             "maxReplicas": "12",
             "scaleDownStep": "2",
+            "scaleDownPeriodSeconds": "90",
+            "scaleUpOnInFlight": "false",
             "replicaConcurrency": "64",
             "bufferReplicas": "1",
             "mode": "pending",
@@ -49,6 +59,7 @@ def test_every_key_lands_in_its_field() -> None:
         }
     )
     c = parsed.config
+    assert (c.scale_down_period_s, c.scale_up_on_in_flight) == (90.0, False)
     assert parsed.broker == "gpu-broker"
     assert parsed.model == "llama-3.1-8b"
     assert parsed.spec.queues == ("llama-8b", "llama-8b-batch")
@@ -85,6 +96,7 @@ def test_the_keys_are_the_documented_ones() -> None:
         "mode", "includeUnacked", "priorityLevels", "keyPrefix",
     }  # fmt: skip
     extras = {"model", "scaleDownStep", "lookaheadSeconds", "growthWindowSeconds"}
+    extras |= {"scaleDownPeriodSeconds", "scaleUpOnInFlight", "preset"}
     assert {key.name for key in KEYS} == issue_keys | extras
 
 
@@ -104,6 +116,9 @@ MALFORMED: list[tuple[str, dict[str, str], str, str]] = [
     ("address key", {**BASE, "brokerAddress": "10.0.0.1:6379"}, "brokerAddress", "credentials"),
     ("bad broker name", {**BASE, "broker": "a b"}, "broker", "not a name"),
     ("not a number", {**BASE, "scaleUpPending": "fifty"}, "scaleUpPending", "not a number"),
+    ("unknown preset", {**BASE, "preset": "fast"}, "preset", "not one of"),
+    ("zero period", {**BASE, "scaleDownPeriodSeconds": "0"}, "scaleDownPeriodSeconds", "> 0"),
+    ("bad in-flight flag", {**BASE, "scaleUpOnInFlight": "maybe"}, "scaleUpOnInFlight", "boolean"),
     ("nan", {**BASE, "scaleUpPending": "nan"}, "scaleUpPending", "finite"),
     ("infinity", {**BASE, "warmupSeconds": "inf"}, "warmupSeconds", "finite"),
     ("zero up threshold", {**BASE, "scaleUpPending": "0"}, "scaleUpPending", "> 0"),

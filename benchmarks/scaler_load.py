@@ -11,7 +11,9 @@ One command: ``python benchmarks/scaler_load.py`` (see benchmarks/README.md).
   with an expired answer and reads the broker, as a real poll 15-30 s after the last one does;
 - a bare pipelined Redis read (the same four LLENs, redis.asyncio) is measured in the same run at
   the same concurrency, as the floor the scaler's GetMetrics latency is compared with;
-- broker round trips are counted by Redis itself (INFO commandstats: LLEN calls / 4 per read).
+- broker round trips are counted by Redis itself (INFO commandstats: LLEN calls / 4 per read);
+- last, the same callers run against a constant-answer ExternalScaler in its own process: the gRPC
+  floor, what Python gRPC alone costs on this machine in the same run.
 
 Times are wall-clock seconds of a shared machine: run it on a quiet one.
 """
@@ -71,6 +73,34 @@ def start_scaler(url: str, port: int, cache_s: float) -> subprocess.Popen[bytes]
          "--cache-seconds", f"{cache_s:g}", "--log-level", "warning"],
         cwd=ROOT,
     )  # fmt: skip
+
+
+class ConstantScaler(pb_grpc.ExternalScalerServicer):
+    """The gRPC floor: KEDA's three RPCs answered with constants, no metadata, no broker."""
+
+    async def GetMetricSpec(self, request: object, context: object) -> object:
+        return pb.GetMetricSpecResponse(
+            metricSpecs=[pb.MetricSpec(metricName="m", targetSize=1, targetSizeFloat=1.0)]
+        )
+
+    async def GetMetrics(self, request: object, context: object) -> object:
+        value = pb.MetricValue(metricName="m", metricValue=1, metricValueFloat=1.0)
+        return pb.GetMetricsResponse(metricValues=[value])
+
+    async def IsActive(self, request: object, context: object) -> object:
+        return pb.IsActiveResponse(result=True)
+
+
+async def serve_constant(port: int) -> None:
+    server = grpc.aio.server()
+    pb_grpc.add_ExternalScalerServicer_to_server(ConstantScaler(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+def start_constant(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, __file__, "--constant-server", str(port)])
 
 
 async def wait_ready(port: int, timeout_s: float = 30.0) -> None:
@@ -140,6 +170,7 @@ async def run_phase(
     admin: aioredis.Redis,
     scaler_pid: int,
     keda_pattern: bool = True,
+    label: str = "",
 ) -> PhaseResult:
     """``concurrency`` callers for ``seconds``; each repeats KEDA's GetMetricSpec → GetMetrics →
     IsActive on the next ScaledObject (or, with ``keda_pattern`` False, GetMetrics alone)."""
@@ -175,7 +206,8 @@ async def run_phase(
     cpu1, own1 = cpu_seconds(scaler_pid), time.process_time()
     llen1, total1 = await redis_counts(admin)
     return PhaseResult(
-        label=f"{concurrency} callers, {'KEDA pattern' if keda_pattern else 'GetMetrics only'}",
+        label=label
+        or f"{concurrency} callers, {'KEDA pattern' if keda_pattern else 'GetMetrics only'}",
         concurrency=concurrency,
         seconds=elapsed,
         getmetrics_ms=latencies,
@@ -274,6 +306,34 @@ async def load(
     return results
 
 
+async def floor(
+    url: str, port: int, pid: int, n: int, concurrencies: list[int], seconds: float
+) -> dict[str, object]:
+    """The same callers against ``ConstantScaler``: what gRPC alone costs on this machine."""
+    admin = aioredis.Redis.from_url(url)
+    refs = [pb.ScaledObjectRef(name=f"vllm-{i:04d}", namespace="bench") for i in range(n)]
+    results: dict[str, object] = {}
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)
+        counter = itertools.count()
+        for c in concurrencies:
+            results[f"floor-{c}"] = await run_phase(
+                stub, refs, ["m"] * n, counter, c, seconds, admin, pid,
+                label=f"{c} callers, gRPC floor",
+            )  # fmt: skip
+    await admin.aclose()
+    return results
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     """(current RSS, peak RSS) of a process, MB."""
     fields = {}
@@ -342,7 +402,11 @@ def main() -> int:
     parser.add_argument("--concurrency", default="8,64", help="comma-separated caller counts")
     parser.add_argument("--cache-seconds", type=float, default=0.05,
                         help="scaler evaluation cache, seconds (its default is 5)")  # fmt: skip
+    parser.add_argument("--constant-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.constant_server:
+        asyncio.run(serve_constant(args.constant_server))
+        return 0
 
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     with LocalRedis() as broker:
@@ -361,12 +425,16 @@ def main() -> int:
             )
             rss = rss_mb(scaler.pid)
         finally:
-            scaler.send_signal(signal.SIGTERM)
-            try:
-                scaler.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                scaler.kill()
-                scaler.wait()
+            stop(scaler)
+        port = free_port()
+        constant = start_constant(port)
+        try:
+            asyncio.run(wait_ready(port))
+            results |= asyncio.run(
+                floor(broker.url, port, constant.pid, args.objects, concurrencies, args.seconds)
+            )
+        finally:
+            stop(constant)
     return 0 if report(results, rss, concurrencies, args.seconds) else 1
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -38,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from policies.config import ConfigError, Mode, QueueDepthConfig
+from policies.config import PRESETS, ConfigError, Mode, QueueDepthConfig
 from simulator.prices import PriceTableError, lookup
 
 # Kubernetes Service names are DNS-1035 labels: they must start with a letter.
@@ -143,8 +144,9 @@ class ServiceModel(_Strict):
 class PolicyThresholds(_Strict):
     """The queue-depth policy's knobs under the scaler's ScaledObject metadata keys.
 
-    Every key is optional; unset keys take ``policies.config.QueueDepthConfig``'s defaults (the
-    seed's rule: up above 50 pending per replica, down below 5, 10-minute window).
+    Every key is optional; unset keys take the ``preset``'s values (``depthscale``, the default:
+    ``policies.config.DEPTHSCALE``; or ``seed``). ``includeUnacked`` is the broker read's option:
+    with it the scaler (and so the simulated scaler) counts in-flight tasks.
     """
 
     scale_up_pending: float | None = Field(None, alias="scaleUpPending")
@@ -156,6 +158,10 @@ class PolicyThresholds(_Strict):
     min_replicas: int | None = Field(None, alias="minReplicas")
     max_replicas: int | None = Field(None, alias="maxReplicas")
     scale_down_step: int | None = Field(None, alias="scaleDownStep")
+    scale_down_period_s: float | None = Field(None, alias="scaleDownPeriodSeconds")
+    scale_up_on_in_flight: bool | None = Field(None, alias="scaleUpOnInFlight")
+    preset: Literal["depthscale", "seed"] | None = None
+    include_unacked: bool | None = Field(None, alias="includeUnacked")
     replica_concurrency: int | None = Field(None, alias="replicaConcurrency")
     buffer_replicas: int | None = Field(None, alias="bufferReplicas")
     mode: Mode | None = None
@@ -175,7 +181,9 @@ class PolicyThresholds(_Strict):
     def to_policy_config(self) -> QueueDepthConfig:
         """The policy's config: set keys override ``QueueDepthConfig``'s defaults."""
         values = {k: v for k, v in self.model_dump(by_alias=False).items() if v is not None}
-        return QueueDepthConfig(**values)
+        base = PRESETS[values.pop("preset", "depthscale")]
+        values.pop("include_unacked", None)  # the broker read's option, not the policy's
+        return replace(base, **values)
 
     def to_metadata(self) -> dict[str, str]:
         """The set keys as ScaledObject trigger metadata (all values strings, as KEDA sends them)."""
@@ -183,6 +191,10 @@ class PolicyThresholds(_Strict):
         for key, value in self.model_dump(by_alias=True, exclude_none=True).items():
             if isinstance(value, Mode):
                 out[key] = value.value
+            elif isinstance(value, bool):
+                out[key] = "true" if value else "false"
+            elif isinstance(value, str):
+                out[key] = value
             elif isinstance(value, float) and not value.is_integer():
                 out[key] = repr(value)
             else:
@@ -397,12 +409,15 @@ PolicyKind = Literal[
 
 
 class PolicySpec(_Strict):
-    """A policy to compare. ``params`` are kind-specific (the engine documents them); ``static``
-    needs ``replicas``."""
+    """A policy to compare. ``params`` are kind-specific (``simulator/policyset.py`` documents
+    them); ``static`` needs ``replicas``. ``control_plane``, when set, replaces the scenario's
+    KEDA/HPA settings for this policy alone: KEDA-native scaling is what a team gets with
+    Kubernetes' and KEDA's defaults, not with the settings depthscale's ScaledObjects use."""
 
     name: str
     kind: PolicyKind
     params: dict[str, Any] = Field(default_factory=dict)
+    control_plane: ControlPlane | None = None
 
     @model_validator(mode="after")
     def _static_replicas(self) -> Self:
@@ -413,10 +428,36 @@ class PolicySpec(_Strict):
         return self
 
 
+def kubernetes_defaults() -> ControlPlane:
+    """KEDA's and the HPA's out-of-the-box timing: cooldown 300 s, tolerance 0.1, a 300 s
+    scale-down window (DESIGN.md §2, §3)."""
+    return ControlPlane()
+
+
+def depthscale_control_plane() -> ControlPlane:
+    """What depthscale's ScaledObjects set (manifests/, docs/scaler.md): the policy owns the
+    10-minute window, so the HPA's scale-down window is 0 and its tolerance 0 both ways (or its
+    one-replica steps from 10 replicas up are swallowed), and KEDA's cooldown is short (60 s)."""
+    return ControlPlane.model_validate(
+        {
+            "keda": {"cooldownPeriod": 60},
+            "hpa": {
+                "scaleUp": {**_default_scale_up().model_dump(by_alias=True), "tolerance": 0},
+                "scaleDown": {
+                    **_default_scale_down().model_dump(by_alias=True),
+                    "stabilizationWindowSeconds": 0,
+                    "tolerance": 0,
+                },
+            },
+        }
+    )
+
+
 def _default_policies() -> tuple[PolicySpec, ...]:
     return (
         PolicySpec(name="depthscale", kind="depthscale"),
-        PolicySpec(name="keda-native", kind="keda-native"),
+        PolicySpec(name="seed-rule", kind="depthscale", params={"preset": "seed"}),
+        PolicySpec(name="keda-native", kind="keda-native", control_plane=kubernetes_defaults()),
         PolicySpec(name="business-hours", kind="schedule"),
         PolicySpec(name="hindsight-schedule", kind="hindsight-schedule"),
         PolicySpec(name="static-peak", kind="static-peak"),
@@ -619,7 +660,8 @@ def dump_scenario(scenario: Scenario) -> str:
 # ---------------------------------------------------------------------------------------------
 # The default scenario: what ``depthscale simulate TRACE`` uses without ``--scenario``.
 
-DEFAULT_INSTANCE_TYPE = "p4d.24xlarge"
+DEFAULT_INSTANCE_TYPE = "a2-highgpu-1g"
+DEFAULT_REPLICA_CONCURRENCY = 200  # of vLLM's 256 max_num_seqs: headroom before saturation
 """Default node: AWS p4d.24xlarge, 8×A100 40GB, on-demand $21.96/h (us-east-1, June 2025)."""
 
 
@@ -634,9 +676,14 @@ def dns_name(trace_name: str) -> str:
 
 def default_scenario(model_names: Sequence[str]) -> Scenario:
     """The documented default: every trace model served by a Llama-3-8B-class vLLM replica on one
-    A100 40GB (≈19 req/s at ~200 in / ~180 out tokens, max 256 concurrent), on on-demand
-    p4d.24xlarge nodes (8 GPUs, $21.96/h), with the seed's policy settings (up above 50 pending
-    per replica, down below 5, 10-minute window, 5-minute warm-up) and Kubernetes/KEDA defaults.
+    A100 40GB (≈19 req/s at ~200 in / ~180 out tokens, max 256 concurrent), one replica per
+    on-demand a2-highgpu-1g node (1 GPU, $3.6734/h: cost follows GPU-hours, not the rounding of
+    8-GPU nodes), the seed's thresholds (up above 50 pending per replica, down below 5,
+    10-minute window, 5-minute warm-up), workers acking late so the scaler counts in-flight tasks
+    (``includeUnacked``) against 200 of the 256 slots (``replicaConcurrency``), and the KEDA/HPA
+    settings depthscale's ScaledObjects use (``depthscale_control_plane``). Compared: depthscale,
+    the seed's rule as first stated, KEDA-native on Kubernetes defaults, business hours, the
+    hindsight schedule and static peak.
     """
     if not model_names:
         raise ValueError("default_scenario needs at least one model name")
@@ -650,10 +697,12 @@ def default_scenario(model_names: Sequence[str]) -> Scenario:
             "trace_models": [trace_name],
             "node_pool": "a100",
             "gpus_per_replica": 1,
+            "policy": {"includeUnacked": True, "replicaConcurrency": DEFAULT_REPLICA_CONCURRENCY},
         }
     return Scenario.model_validate(
         {
             "models": models,
             "node_pools": {"a100": {"instance_type": DEFAULT_INSTANCE_TYPE}},
+            "control_plane": depthscale_control_plane().model_dump(by_alias=True),
         }
     )

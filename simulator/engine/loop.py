@@ -105,13 +105,12 @@ def simulate(
             for m in models_range:
                 queue = queues[m]
                 queue.advance(t)
-                ready, warming = cluster.ready_warming(m, t)
+                # What the live scaler sees: the broker's counts, no replica counts (KEDA's
+                # contract carries none, docs/scaler.md), in-flight only with includeUnacked.
                 obs = Observation(
                     at_s=t,
                     pending=queue.arrived(t) - queue.started(),
-                    in_flight=queue.in_flight(t),
-                    ready=ready,
-                    warming=warming,
+                    in_flight=queue.in_flight(t) if models[m].counts_in_flight else None,
                 )
                 decision, states[m] = policies[m].decide(obs, states[m])
                 if record_decisions:

@@ -9,7 +9,7 @@ from simulator.engine.loop import simulate
 from simulator.engine.setup import PolicyTriple, default_policies, per_model, plan
 from simulator.engine.summary import summarize
 from simulator.results import PolicyResult, SimulationResult
-from simulator.scenario import Scenario
+from simulator.scenario import ControlPlane, Scenario
 from simulator.traces.trace import Trace
 
 TIME_BASED_KINDS = ("schedule", "hindsight-schedule")
@@ -32,17 +32,26 @@ def run(
     the_plan = plan(trace, scenario)
     entries = list(policies) if policies is not None else default_policies(scenario)
     names = [m.name for m in the_plan.models]
+    # A policy entry of the scenario may carry its own KEDA/HPA settings (KEDA-native on
+    # Kubernetes defaults); it runs through a plan of its own.
+    own_control = {p.name: p.control_plane for p in scenario.policies if p.control_plane}
+    assumptions = [f"control plane: {_control(scenario.control_plane)}", *the_plan.assumptions]
     kernel.warm_up()
     results: list[PolicyResult] = []
     for index, entry in enumerate(entries):
         objects = per_model(entry, names)
+        entry_plan = the_plan
+        control = own_control.get(entry[0])
+        if control is not None:
+            entry_plan = plan(trace, scenario.model_copy(update={"control_plane": control}))
+            assumptions.append(f"{entry[0]} runs with its own control plane: {_control(control)}")
 
         def report(fraction: float, index: int = index) -> None:
             if progress is not None:
                 progress((index + fraction) / len(entries))
 
-        trajectory = simulate(the_plan, objects, report if progress is not None else None)
-        results.append(summarize(entry[0], entry[1], the_plan, trajectory))
+        trajectory = simulate(entry_plan, objects, report if progress is not None else None)
+        results.append(summarize(entry[0], entry[1], entry_plan, trajectory))
     baselines = [r for r in results if r.kind in TIME_BASED_KINDS]
     for result in results:
         for base in baselines:
@@ -57,7 +66,16 @@ def run(
         slo_wait_s=the_plan.slo_wait_s,
         step_s=the_plan.step_s,
         policies=results,
-        assumptions=the_plan.assumptions,
+        assumptions=assumptions,
+    )
+
+
+def _control(control: ControlPlane) -> str:
+    up, down = control.hpa.scale_up, control.hpa.scale_down
+    return (
+        f"KEDA cooldown {control.keda.cooldown_period_s:g} s; HPA tolerance "
+        f"{up.tolerance:g} up / {down.tolerance:g} down, scale-down window "
+        f"{down.stabilization_window_s} s"
     )
 
 

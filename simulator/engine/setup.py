@@ -49,6 +49,8 @@ class ModelRun:
     pool:                index of its node pool.
     startup_s:           (low, high) pod start-up seconds once its node is ready.
     hpa:                 its HPA's spec; keda_min_replicas/cooldown_s: its ScaledObject's.
+    counts_in_flight:    the scaler counts in-flight (unacked) tasks for it (``includeUnacked``),
+                         so the policy's observations carry ``in_flight``; else None, as live.
     """
 
     name: str
@@ -61,6 +63,7 @@ class ModelRun:
     hpa: HpaSpec
     keda_min_replicas: int
     cooldown_s: float
+    counts_in_flight: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +168,7 @@ def plan(trace: Trace, scenario: Scenario, hpa_queries_scaler: bool = HPA_QUERIE
                 hpa=HpaSpec(max(config.min_replicas, 1), config.max_replicas, up, down),
                 keda_min_replicas=config.min_replicas,
                 cooldown_s=keda.cooldown_period_s,
+                counts_in_flight=bool(model.policy.include_unacked),
             )
         )
     step = scenario.simulation.sample_every_s

@@ -69,6 +69,7 @@ def test_default_list_gives_one_policy_per_model() -> None:
     built = build_policies(scenario(), trace())
     assert [(name, kind) for name, kind, _ in built] == [
         ("depthscale", "depthscale"),
+        ("seed-rule", "depthscale"),
         ("keda-native", "keda-native"),
         ("business-hours", "schedule"),
         ("hindsight-schedule", "hindsight-schedule"),

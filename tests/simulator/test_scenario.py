@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policies.config import SEED, QueueDepthConfig
+from policies.config import DEPTHSCALE, QueueDepthConfig
 from scaler.metadata import KEYS, parse_metadata
 from simulator.prices import PriceTableError, bundled_prices, lookup, parse_price_table
 from simulator.scenario import (
@@ -84,7 +84,7 @@ def test_minimal_file_takes_the_documented_defaults() -> None:
     assert model.queues == ("llama-3-8b",)
     assert model.trace_models == ("llama-3-8b", "meta-llama/Meta-Llama-3-8B-Instruct")
     assert model.max_concurrency == 256
-    assert model.policy.to_policy_config() == SEED
+    assert model.policy.to_policy_config() == DEPTHSCALE
     assert (pool.launch_s.low, pool.launch_s.high) == (180.0, 300.0)
     assert pool.consolidate_after_s == 900.0
     assert pool.spot_notice_s == 120.0
@@ -325,13 +325,30 @@ def test_default_scenario_serves_every_trace_model_on_a100() -> None:
     for trace_name in names:
         model = scenario.model_for_trace_name(trace_name)
         assert model.served_model == trace_name
-        assert model.policy.to_policy_config() == SEED
+        config = model.policy.to_policy_config()
+        # the seed's thresholds and window, in-flight counted against 200 of 256 slots
+        assert (config.scale_up_pending, config.scale_down_pending) == (50, 5)
+        assert config.stabilization_window_s == 600
+        assert (model.policy.include_unacked, config.replica_concurrency) == (True, 200)
+        assert config.replica_concurrency < model.max_concurrency
         pool = scenario.node_pools[model.node_pool]
-        assert (pool.instance_type, pool.gpu_type, pool.capacity_type) == (
-            "p4d.24xlarge",
+        assert (pool.instance_type, pool.gpu_type, pool.gpus_per_node, pool.capacity_type) == (
+            "a2-highgpu-1g",
             "A100-40GB",
+            1,
             "on-demand",
         )
+    # the HPA settings depthscale's ScaledObjects use; KEDA-native keeps Kubernetes' defaults
+    hpa = scenario.control_plane.hpa
+    assert (hpa.scale_up.tolerance, hpa.scale_down.tolerance) == (0, 0)
+    assert hpa.scale_down.stabilization_window_s == 0
+    by_name = {p.name: p for p in scenario.policies}
+    keda_native = by_name["keda-native"].control_plane
+    assert keda_native is not None
+    assert keda_native.hpa.scale_down.tolerance == pytest.approx(0.1)
+    assert keda_native.hpa.scale_down.stabilization_window_s == 300
+    assert keda_native.keda.cooldown_period_s == 300
+    assert by_name["seed-rule"].params == {"preset": "seed"}
     assert scenario.model_for_trace_name("7b").name == "m-7b"
     assert list(scenario.trace_model_index(["GPT-4", "7b"])) == [1, 2]
     with pytest.raises(KeyError, match="unknown-model"):

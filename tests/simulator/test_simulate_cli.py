@@ -66,6 +66,7 @@ def test_default_scenario_writes_the_report(tmp_path: Path) -> None:
     doc = json.loads((out / "report.json").read_text())
     assert list(doc["policies"]) == [
         "depthscale",
+        "seed-rule",
         "keda-native",
         "business-hours",
         "hindsight-schedule",

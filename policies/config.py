@@ -58,6 +58,10 @@ class QueueDepthConfig:
                             growth) needs more replicas than there are: a continuous-batching
                             replica queues nothing until its slots are full, so the queue alone
                             shows load only at saturation, minutes too late for a GPU warm-up.
+    scale_up_factor:        a scale-up asks for at most this many times the replicas already
+                            serving (not warming), or 4 more, whichever is larger; the next
+                            step comes once capacity on its way is ready. None: no limit, the
+                            whole backlog at once (the seed). >= 1.
     replica_concurrency:    tasks one replica should carry at once: the Celery worker slots per
                             vLLM replica, or fewer for headroom (e.g. 200 of 256); with in-flight
                             counts it sets a floor and a scale-up signal, >= 1 or None.
@@ -77,6 +81,7 @@ class QueueDepthConfig:
     scale_down_step: int = 1
     scale_down_period_s: float | None = 60.0
     scale_up_on_in_flight: bool = True
+    scale_up_factor: float | None = 2.0
     replica_concurrency: int | None = None
     buffer_replicas: int = 0
     mode: Mode = Mode.REPLICAS
@@ -109,6 +114,10 @@ class QueueDepthConfig:
             raise ConfigError(
                 "scale_down_period_s", f"must be > 0 or unset, got {self.scale_down_period_s}"
             )
+        if self.scale_up_factor is not None and not self.scale_up_factor >= 1:
+            raise ConfigError(
+                "scale_up_factor", f"must be >= 1 or unset, got {self.scale_up_factor}"
+            )
         if self.replica_concurrency is not None and self.replica_concurrency < 1:
             raise ConfigError(
                 "replica_concurrency", f"must be >= 1 or unset, got {self.replica_concurrency}"
@@ -140,6 +149,6 @@ DEPTHSCALE = QueueDepthConfig()
 
 # The seed's rule as first stated: up above 50 pending per replica, down below 5 after a
 # 10-minute window, 5-minute GPU warm-up, one replica per window, in-flight work only as a floor.
-SEED = QueueDepthConfig(scale_down_period_s=None, scale_up_on_in_flight=False)
+SEED = QueueDepthConfig(scale_down_period_s=None, scale_up_on_in_flight=False, scale_up_factor=None)
 
 PRESETS: dict[str, QueueDepthConfig] = {"depthscale": DEPTHSCALE, "seed": SEED}

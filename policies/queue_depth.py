@@ -29,6 +29,9 @@ from policies.config import DEPTHSCALE, Mode, QueueDepthConfig
 from policies.state import QueueDepthState
 from policies.types import Decision, Observation, Reason
 
+SCALE_UP_MIN_STEP = 4
+"""Replicas a limited scale-up may always add (the HPA's default scale-up policy allows 4 Pods)."""
+
 
 @dataclass(frozen=True, slots=True)
 class QueueDepthPolicy:
@@ -262,6 +265,24 @@ def _decide_replicas(
             f"{obs.pending} pending on {base} replicas of which {warming} still warming: "
             "capacity on its way covers the backlog"
         )
+
+    growing = (
+        Reason.ACTIVATE,
+        Reason.SCALE_UP,
+        Reason.SCALE_UP_LOOKAHEAD,
+        Reason.SCALE_UP_IN_FLIGHT,
+    )
+    if config.scale_up_factor is not None and reason in growing:
+        # A backlog that the replicas already serving drain before new GPUs are up needs no new
+        # GPUs; one that keeps growing after them gets the next step a warm-up later.
+        serving = max(base - warming, 0)
+        limit = max(math.ceil(config.scale_up_factor * serving), serving + SCALE_UP_MIN_STEP)
+        if new_base > max(limit, base):
+            new_base = max(limit, base)
+            detail += (
+                f"; limited to {new_base} ({config.scale_up_factor:g}x the {serving} serving, "
+                f"or +{SCALE_UP_MIN_STEP}) until capacity on its way is ready"
+            )
 
     desired = new_base + (config.buffer_replicas if new_base > 0 else 0)
     if desired > config.max_replicas:

@@ -165,6 +165,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("scaleDownStep", "config.scale_down_step", _integer),
     _Key("scaleDownPeriodSeconds", "config.scale_down_period_s", _number),
     _Key("scaleUpOnInFlight", "config.scale_up_on_in_flight", _bool),
+    _Key("scaleUpFactor", "config.scale_up_factor", _number),
     _Key("preset", "preset", _preset),
     _Key("replicaConcurrency", "config.replica_concurrency", _positive_int),
     _Key("bufferReplicas", "config.buffer_replicas", _integer),

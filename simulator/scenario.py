@@ -160,6 +160,7 @@ class PolicyThresholds(_Strict):
     scale_down_step: int | None = Field(None, alias="scaleDownStep")
     scale_down_period_s: float | None = Field(None, alias="scaleDownPeriodSeconds")
     scale_up_on_in_flight: bool | None = Field(None, alias="scaleUpOnInFlight")
+    scale_up_factor: float | None = Field(None, alias="scaleUpFactor")
     preset: Literal["depthscale", "seed"] | None = None
     include_unacked: bool | None = Field(None, alias="includeUnacked")
     replica_concurrency: int | None = Field(None, alias="replicaConcurrency")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -13,10 +14,17 @@ from policies.state import QueueDepthState
 from policies.types import Decision, Observation, Reason
 
 
+def cfg(**kw: Any) -> QueueDepthConfig:
+    """The default preset without the scale-up limit, so the base rules show alone; the limit
+    has tests of its own."""
+    return QueueDepthConfig(**{"scale_up_factor": None, **kw})
+
+
 class Clocked:
     """Drives a policy through time the way the scaler does: one observation per tick."""
 
-    def __init__(self, config: QueueDepthConfig = SEED) -> None:
+    def __init__(self, config: QueueDepthConfig | None = None) -> None:
+        config = cfg() if config is None else config
         self.policy = QueueDepthPolicy(config)
         self.state: QueueDepthState = self.policy.initial_state()
         self.now = 0.0
@@ -62,7 +70,7 @@ def test_one_task_at_zero_activates_one_replica() -> None:
 
 
 def test_above_threshold_scales_up_to_fifty_per_replica() -> None:
-    c = Clocked(QueueDepthConfig(lookahead_s=0))
+    c = Clocked(cfg(lookahead_s=0))
     c.observe(100)  # 2 replicas
     c.now = 30
     d = c.observe(260)  # 130 per replica > 50: need ceil(260 / 50) = 6
@@ -70,7 +78,7 @@ def test_above_threshold_scales_up_to_fifty_per_replica() -> None:
 
 
 def test_between_thresholds_holds() -> None:
-    c = Clocked(QueueDepthConfig(lookahead_s=0))
+    c = Clocked(cfg(lookahead_s=0))
     c.observe(200)  # 4 replicas
     c.now = 400  # past the 300 s warm-up: all four serve
     d = c.observe(100)  # 25 per replica: inside [5, 50]
@@ -79,7 +87,7 @@ def test_between_thresholds_holds() -> None:
 
 def test_warming_capacity_absorbs_a_growing_backlog_without_cascade() -> None:
     # aibrix#2670: while new GPUs warm up the backlog keeps growing; a naive loop goes 2->4->8->16.
-    c = Clocked(QueueDepthConfig(lookahead_s=0))
+    c = Clocked(cfg(lookahead_s=0))
     c.observe(100)  # 2 replicas requested at t=0, all warming
     desired = []
     for pending in (110, 120, 130, 140, 150, 160, 170, 180, 190):
@@ -91,7 +99,7 @@ def test_warming_capacity_absorbs_a_growing_backlog_without_cascade() -> None:
 
 
 def test_reason_says_capacity_on_its_way_when_warming_covers() -> None:
-    c = Clocked(QueueDepthConfig(lookahead_s=0))
+    c = Clocked(cfg(lookahead_s=0))
     c.observe(0, ready=2, warming=0)
     c.now = 30
     d = c.observe(140, ready=1, warming=2)  # 140 on 3 replicas: 46.7 each; on the 1 ready: 140
@@ -99,8 +107,7 @@ def test_reason_says_capacity_on_its_way_when_warming_covers() -> None:
 
 
 def test_lookahead_sizes_for_backlog_when_capacity_arrives() -> None:
-    cfg = QueueDepthConfig(lookahead_s=300, growth_window_s=120)
-    c = Clocked(cfg)
+    c = Clocked(cfg(lookahead_s=300, growth_window_s=120))
     c.observe(100)  # 2 replicas
     for pending in (120, 140, 160):  # +20 per 30 s = 0.667 tasks/s, over 90 s of samples
         c.now += 30
@@ -112,7 +119,7 @@ def test_lookahead_sizes_for_backlog_when_capacity_arrives() -> None:
 
 def test_a_single_jump_is_not_a_trend() -> None:
     # One burst landing between two polls must not be projected over a whole warm-up.
-    c = Clocked(QueueDepthConfig(lookahead_s=300, growth_window_s=120))
+    c = Clocked(cfg(lookahead_s=300, growth_window_s=120))
     c.observe(0)
     c.now = 30
     assert c.observe(120).desired == 3
@@ -149,7 +156,7 @@ def test_any_load_inside_the_band_restarts_the_window() -> None:
 
 
 def test_scale_down_step_is_configurable() -> None:
-    c = Clocked(QueueDepthConfig(scale_down_step=3))
+    c = Clocked(cfg(scale_down_step=3))
     c.observe(400)
     c.now = 30
     c.hold_for(600, pending=0)
@@ -159,7 +166,7 @@ def test_scale_down_step_is_configurable() -> None:
 
 def test_in_flight_work_sets_a_floor_on_scale_down() -> None:
     # An empty queue on a busy model is not idleness: 30 tasks in flight at 8 per replica.
-    c = Clocked(QueueDepthConfig(replica_concurrency=8))
+    c = Clocked(cfg(replica_concurrency=8))
     c.observe(250)  # 5 replicas
     c.now = 30
     d = c.hold_for(1200, pending=0, in_flight=30)
@@ -183,7 +190,7 @@ def test_scale_to_zero_only_after_an_idle_window() -> None:
 
 
 def test_min_replicas_is_a_floor_and_keeps_the_model_active() -> None:
-    c = Clocked(QueueDepthConfig(min_replicas=2))
+    c = Clocked(cfg(min_replicas=2))
     d = c.observe(0)
     assert (d.desired, d.active) == (2, True)
     c.hold_for(3600, pending=0)
@@ -191,14 +198,14 @@ def test_min_replicas_is_a_floor_and_keeps_the_model_active() -> None:
 
 
 def test_max_replicas_caps_and_says_so() -> None:
-    c = Clocked(QueueDepthConfig(max_replicas=4))
+    c = Clocked(cfg(max_replicas=4))
     d = c.observe(10_000)
     assert d.desired == 4
     assert "maxReplicas" in d.detail
 
 
 def test_buffer_replicas_are_warm_headroom_on_top() -> None:
-    c = Clocked(QueueDepthConfig(buffer_replicas=1, lookahead_s=0))
+    c = Clocked(cfg(buffer_replicas=1, lookahead_s=0))
     assert c.observe(0).desired == 0  # no headroom while idle at zero
     c.now = 30
     assert c.observe(120).desired == math.ceil(120 / 50) + 1
@@ -224,7 +231,7 @@ def test_state_survives_a_round_trip_through_storage() -> None:
 
 
 def test_pending_mode_is_keda_native_passthrough() -> None:
-    c = Clocked(QueueDepthConfig(mode=Mode.PENDING))
+    c = Clocked(cfg(mode=Mode.PENDING))
     assert c.policy.metric_target == 50
     d = c.observe(130)
     assert (d.metric_value, d.desired, d.reason) == (130, 3, Reason.PASSTHROUGH)
@@ -256,7 +263,7 @@ def test_bad_config_names_the_field(kwargs: dict[str, float], field: str) -> Non
 def test_in_flight_work_scales_up_before_the_queue_builds() -> None:
     # Continuous batching: replicas take work without queueing until their slots are full.
     # 2 replicas carrying 100 tasks each; load grows by 20 tasks per 30 s, all still in flight.
-    c = Clocked(QueueDepthConfig(replica_concurrency=100, lookahead_s=300, growth_window_s=120))
+    c = Clocked(cfg(replica_concurrency=100, lookahead_s=300, growth_window_s=120))
     c.observe(100)  # activate: 2 replicas
     c.now = 400  # warm
     c.observe(0, in_flight=160)
@@ -284,7 +291,7 @@ def test_seed_preset_uses_in_flight_only_as_a_floor() -> None:
 
 def test_with_the_floor_known_steps_follow_each_other_a_period_apart() -> None:
     # 10 replicas, 300 tasks in flight at 100 per replica: the floor is 3.
-    c = Clocked(QueueDepthConfig(replica_concurrency=100, scale_down_period_s=60))
+    c = Clocked(cfg(replica_concurrency=100, scale_down_period_s=60))
     c.observe(500)  # 10 replicas
     c.now = 30
     # nine and a half minutes at low load: hold
@@ -303,7 +310,7 @@ def test_with_the_floor_known_steps_follow_each_other_a_period_apart() -> None:
 
 def test_without_in_flight_counts_each_step_still_waits_a_window() -> None:
     # No floor to bound a step: each one is a probe, one per window even in the default preset.
-    c = Clocked(QueueDepthConfig(replica_concurrency=100, scale_down_period_s=60))
+    c = Clocked(cfg(replica_concurrency=100, scale_down_period_s=60))
     c.observe(500)
     c.now = 30
     assert c.hold_for(570, pending=0).desired == 10  # t = 30..600: the window fills
@@ -313,3 +320,25 @@ def test_without_in_flight_counts_each_step_still_waits_a_window() -> None:
     assert c.hold_for(540, pending=0).desired == 9  # t = 660..1200: not a period but a window
     c.now += 30
     assert c.observe(0).desired == 8  # t = 1230: a whole window after the first step
+
+
+def test_a_scale_up_is_limited_to_twice_the_replicas_serving_until_the_next_are_ready() -> None:
+    # A burst far beyond what 4 serving replicas carry: the default preset asks for 2 x 4 = 8,
+    # not the 40 the backlog alone would need; once those are ready it may double again.
+    c = Clocked(QueueDepthConfig(lookahead_s=0, scale_up_factor=2.0, warmup_s=300))
+    c.observe(200)  # activate: 4 (the +4 floor of the limit)
+    c.now = 400  # warmed: 4 serving
+    d = c.observe(2_000)
+    assert (d.desired, d.reason) == (8, Reason.SCALE_UP)
+    assert "limited to 8" in d.detail
+    c.now += 30
+    assert c.observe(2_500).desired == 8  # 4 still warming: no second doubling yet
+    c.now += 300
+    assert c.observe(2_500).desired == 16  # all 8 serve now: double again
+
+
+def test_the_seed_preset_asks_for_the_whole_backlog_at_once() -> None:
+    c = Clocked(replace(SEED, lookahead_s=0))
+    c.observe(200)
+    c.now = 400
+    assert c.observe(2_000).desired == 40

@@ -50,6 +50,7 @@ def test_every_key_lands_in_its_field() -> None:
             "scaleDownStep": "2",
             "scaleDownPeriodSeconds": "90",
             "scaleUpOnInFlight": "false",
+            "scaleUpFactor": "3",
             "replicaConcurrency": "64",
             "bufferReplicas": "1",
             "mode": "pending",
@@ -59,7 +60,7 @@ def test_every_key_lands_in_its_field() -> None:
         }
     )
     c = parsed.config
-    assert (c.scale_down_period_s, c.scale_up_on_in_flight) == (90.0, False)
+    assert (c.scale_down_period_s, c.scale_up_on_in_flight, c.scale_up_factor) == (90.0, False, 3)
     assert parsed.broker == "gpu-broker"
     assert parsed.model == "llama-3.1-8b"
     assert parsed.spec.queues == ("llama-8b", "llama-8b-batch")
@@ -96,7 +97,7 @@ def test_the_keys_are_the_documented_ones() -> None:
         "mode", "includeUnacked", "priorityLevels", "keyPrefix",
     }  # fmt: skip
     extras = {"model", "scaleDownStep", "lookaheadSeconds", "growthWindowSeconds"}
-    extras |= {"scaleDownPeriodSeconds", "scaleUpOnInFlight", "preset"}
+    extras |= {"scaleDownPeriodSeconds", "scaleUpOnInFlight", "scaleUpFactor", "preset"}
     assert {key.name for key in KEYS} == issue_keys | extras
 
 
@@ -118,6 +119,7 @@ MALFORMED: list[tuple[str, dict[str, str], str, str]] = [
     ("not a number", {**BASE, "scaleUpPending": "fifty"}, "scaleUpPending", "not a number"),
     ("unknown preset", {**BASE, "preset": "fast"}, "preset", "not one of"),
     ("zero period", {**BASE, "scaleDownPeriodSeconds": "0"}, "scaleDownPeriodSeconds", "> 0"),
+    ("factor below one", {**BASE, "scaleUpFactor": "0.5"}, "scaleUpFactor", ">= 1"),
     ("bad in-flight flag", {**BASE, "scaleUpOnInFlight": "maybe"}, "scaleUpOnInFlight", "boolean"),
     ("nan", {**BASE, "scaleUpPending": "nan"}, "scaleUpPending", "finite"),
     ("infinity", {**BASE, "warmupSeconds": "inf"}, "warmupSeconds", "finite"),

@@ -38,11 +38,14 @@ T = TypeVar("T")
 KEDA_DEADLINE_S = 3.0
 PREFIX = "tenant-a:"
 QUEUES = ("llama-8b", "llama-8b-batch")
+# The seed preset: its replica counts follow ceil(pending / 50) with no scale-up limit, which
+# keeps these end-to-end checks about the wire and the broker (the presets have their own tests).
 META = {
     "scalerAddress": "depthscale.keda:9090",
     "broker": "main",
     "queues": ",".join(QUEUES),
     "keyPrefix": PREFIX,
+    "preset": "seed",
 }
 
 

@@ -492,11 +492,14 @@ def tls_server(tmp_path: Any) -> Iterator[tuple[int, str]]:
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        for _ in range(200):
+        deadline = time.monotonic() + 30  # generous: a loaded CI machine starts servers slowly
+        while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"TLS redis-server did not start on port {port}") from None
                 time.sleep(0.05)
         yield port, str(tmp_path / "ca.pem")
     finally:

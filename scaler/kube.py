@@ -21,26 +21,27 @@ counted in ``depthscale_kube_errors_total{kind}``, and a failure is remembered f
 ``counts_ttl_s``; after the API is unreachable or slow no call is made for ``backoff_s``, so an
 outage costs one timeout per interval, not one per ScaledObject.
 
-The HTTP client is urllib in a small thread pool of its own: two GETs per ScaledObject per
-interval need no client library.
+The HTTP client is the standard library's, in a small thread pool of its own, each worker
+keeping its connection alive (a TLS handshake per GET would cost more than the GET): one GET per
+ScaledObject per interval needs no client library.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import os
 import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -68,6 +69,7 @@ ERROR_KINDS = (
 _API_WIDE = frozenset({"config", "unavailable", "timeout", "unauthorized"})
 """Kinds that concern the API as a whole (logged once per outage), not one ScaledObject."""
 _BACK_OFF = frozenset({"unavailable", "timeout"})
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,9 @@ class KubeReplicaSource:
         """API requests made (for tests and the curious)."""
         self._ssl: ssl.SSLContext | None = None
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="depthscale-kube")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[http.client.HTTPConnection] = []
         self._refs: dict[tuple[str, str], tuple[TargetRef, float]] = {}
         self._counts: dict[tuple[str, str], tuple[ReplicaCounts | None, float]] = {}
         self._fetching: dict[tuple[str, str], asyncio.Task[ReplicaCounts | None]] = {}
@@ -271,6 +276,10 @@ class KubeReplicaSource:
         for task in list(self._fetching.values()):
             task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
 
     # --- reading -------------------------------------------------------------------------
 
@@ -318,27 +327,29 @@ class KubeReplicaSource:
         return await loop.run_in_executor(self._executor, self._get_blocking, path, what)
 
     def _get_blocking(self, path: str, what: str) -> Mapping[str, Any]:
-        """One GET, in a worker thread. Raises ``KubeError``."""
+        """One GET, in a worker thread, on that thread's kept-alive connection. Raises
+        ``KubeError``."""
         if self.base_url is None:
             raise KubeError("config", "not in a cluster: KUBERNETES_SERVICE_HOST is not set")
-        request = urllib.request.Request(
-            self.base_url + path,
-            headers={"Authorization": f"Bearer {self._token()}", "Accept": "application/json"},
-        )
-        context = self._context() if self.base_url.startswith("https:") else None
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s, context=context) as r:
-                body = r.read()
-        except urllib.error.HTTPError as exc:
-            raise _http_error(exc, what) from None
-        except TimeoutError:
-            raise KubeError("timeout", f"no answer within {self.timeout_s:g} s") from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):
+        headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+        for attempt in range(2):
+            connection = self._connection()
+            reused = connection.sock is not None
+            try:
+                connection.request("GET", path, headers=headers)
+                response = connection.getresponse()
+                body = response.read()
+                break
+            except TimeoutError:
+                connection.close()
                 raise KubeError("timeout", f"no answer within {self.timeout_s:g} s") from None
-            raise KubeError("unavailable", f"{self.base_url}: {exc.reason}") from None
-        except OSError as exc:  # a reset connection, a TLS failure mid-read
-            raise KubeError("unavailable", f"{self.base_url}: {exc}") from None
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                if reused and attempt == 0 and isinstance(exc, _STALE):
+                    continue  # the server closed an idle kept-alive connection: once more
+                raise KubeError("unavailable", f"{self.base_url}: {exc}") from None
+        if response.status >= 400:
+            raise _http_error(response.status, response.reason, body, what)
         try:
             data = json.loads(body)
         except ValueError:
@@ -346,6 +357,26 @@ class KubeReplicaSource:
         if not isinstance(data, dict):
             raise KubeError("bad-response", f"{what}: the answer is not a JSON object")
         return data
+
+    def _connection(self) -> http.client.HTTPConnection:
+        """This worker thread's connection to the API server (opened on first use)."""
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            assert self.base_url is not None
+            url = urlsplit(self.base_url)
+            host = url.hostname or ""
+            if url.scheme == "https":
+                connection = http.client.HTTPSConnection(
+                    host, url.port or 443, timeout=self.timeout_s, context=self._context()
+                )
+            else:
+                connection = http.client.HTTPConnection(
+                    host, url.port or 80, timeout=self.timeout_s
+                )
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
 
     def _token(self) -> str:
         if self.token is not None:
@@ -430,12 +461,12 @@ class KubeReplicaSource:
             del self._refs[key]
 
 
-def _http_error(exc: urllib.error.HTTPError, what: str) -> KubeError:
+def _http_error(status: int, reason: str, body: bytes, what: str) -> KubeError:
     """An API status → a ``KubeError`` carrying the server's own message (a Status object)."""
     try:
-        message = str(json.loads(exc.read()).get("message", "")) or exc.reason
-    except (ValueError, AttributeError, OSError):
-        message = str(exc.reason)
-    message = f"{what}: HTTP {exc.code}: {message}"[:400]
-    kind = {401: "unauthorized", 403: "forbidden", 404: "not-found"}.get(exc.code, "unavailable")
+        message = str(json.loads(body).get("message", "")) or reason
+    except (ValueError, AttributeError):
+        message = reason
+    message = f"{what}: HTTP {status}: {message}"[:400]
+    kind = {401: "unauthorized", 403: "forbidden", 404: "not-found"}.get(status, "unavailable")
     return KubeError(kind, message)

@@ -289,6 +289,7 @@ class KubeReplicaSource:
 
     async def _fetch(self, key: tuple[str, str]) -> ReplicaCounts | None:
         namespace, name = key
+        started = self.clock()  # the result's age counts from the request, as the service's
         result: ReplicaCounts | None = None
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -299,9 +300,8 @@ class KubeReplicaSource:
             self._failed(key, exc)
         else:
             self._recovered(key)
-        now = self.clock()
-        self._counts[key] = (result, now)
-        self._prune(now)
+        self._counts[key] = (result, started)
+        self._prune(started)
         return result
 
     async def _read(self, namespace: str, name: str) -> ReplicaCounts:

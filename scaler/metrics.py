@@ -63,6 +63,18 @@ class ScalerMetrics:
             registry=r,
         )
         self._rpc_children: dict[tuple[str, str], Any] = {}
+        self._read_children: dict[str, Any] = {}
+
+    def count_broker_read(self, broker: str) -> None:
+        """Count one broker read attempt (the labelled child is looked up once per broker)."""
+        child = self._read_children.get(broker)
+        if child is None:
+            child = self._read_children[broker] = self.broker_reads.labels(broker)
+        child.inc()
+
+    def trigger(self, namespace: str, scaled_object: str, model: str) -> TriggerSeries:
+        """The per-trigger series of one trigger, their labelled children looked up on first use."""
+        return TriggerSeries(self, (namespace, scaled_object, model))
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         """Record one RPC's handling time (the labelled child is looked up once per pair)."""
@@ -70,3 +82,40 @@ class ScalerMetrics:
         if child is None:
             child = self._rpc_children[(method, code)] = self.rpc_duration.labels(method, code)
         child.observe(seconds)
+
+
+class TriggerSeries:
+    """One trigger's labelled children, each looked up once (``labels()`` costs a lock and a few
+    dict operations per call). A child is created on first use only, so a series appears in
+    ``/metrics`` exactly when it is first set, as with ``labels()`` each time."""
+
+    __slots__ = ("_decisions", "_desired", "_in_flight", "_labels", "_metrics", "_pending")
+
+    def __init__(self, metrics: ScalerMetrics, labels: tuple[str, str, str]) -> None:
+        self._metrics = metrics
+        self._labels = labels
+        self._pending: Any = None
+        self._in_flight: Any = None
+        self._desired: Any = None
+        self._decisions: dict[str, Any] = {}
+
+    def set_pending(self, tasks: float) -> None:
+        if self._pending is None:
+            self._pending = self._metrics.pending.labels(*self._labels)
+        self._pending.set(tasks)
+
+    def set_in_flight(self, tasks: float) -> None:
+        if self._in_flight is None:
+            self._in_flight = self._metrics.in_flight.labels(*self._labels)
+        self._in_flight.set(tasks)
+
+    def set_desired(self, replicas: float) -> None:
+        if self._desired is None:
+            self._desired = self._metrics.desired.labels(*self._labels)
+        self._desired.set(replicas)
+
+    def count_decision(self, reason: str) -> None:
+        child = self._decisions.get(reason)
+        if child is None:
+            child = self._decisions[reason] = self._metrics.decisions.labels(*self._labels, reason)
+        child.inc()

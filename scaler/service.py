@@ -36,7 +36,7 @@ from typing import TypeVar
 from policies.queue_depth import QueueDepthPolicy
 from policies.types import Decision, Observation
 from scaler.metadata import MetadataError, ScalerMetadata, parse_metadata
-from scaler.metrics import ScalerMetrics
+from scaler.metrics import ScalerMetrics, TriggerSeries
 from scaler.ports import BrokerReader, BrokerTimeout, BrokerUnavailable, Depth, Record, StateStore
 
 log = logging.getLogger("depthscale.scaler")
@@ -82,6 +82,7 @@ class Target:
     metric_name: str
     state_key: str
     key: _Key
+    series: TriggerSeries = field(compare=False, repr=False)
 
     @property
     def labels(self) -> tuple[str, str, str]:
@@ -112,7 +113,7 @@ class StateConflict(BrokerUnavailable):
 
 @dataclass(slots=True)
 class _Caches:
-    targets: dict[_Key, Target] = field(default_factory=dict)
+    targets: dict[_Key, Target | MetadataError] = field(default_factory=dict)
     evaluations: dict[_Key, Evaluation] = field(default_factory=dict)
     evaluating: dict[_Key, asyncio.Task[Evaluation]] = field(default_factory=dict)
     reading: dict[_Key, asyncio.Task[Depth]] = field(default_factory=dict)
@@ -128,7 +129,8 @@ def _settle(running: dict[_Key, asyncio.Task[_T]], key: _Key, task: asyncio.Task
 
 
 MAX_TARGETS = 50_000
-"""Parsed-metadata cache bound (entries); beyond it the cache starts again empty."""
+"""Parsed-metadata cache bound (entries, refused metadata included); beyond it the cache starts
+again empty."""
 
 
 class ScalerService:
@@ -179,9 +181,22 @@ class ScalerService:
     def resolve(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Target:
         """Parse and check one trigger; raises ``MetadataError`` naming the key at fault."""
         key = (namespace, name, tuple(sorted(metadata.items())))
-        target = self._caches.targets.get(key)
-        if target is not None:
-            return target
+        known = self._caches.targets.get(key)
+        if known is None:
+            try:
+                known = self._resolve(namespace, name, metadata, key)
+            except MetadataError as exc:
+                known = exc
+            if len(self._caches.targets) >= MAX_TARGETS:
+                self._caches.targets.clear()
+            self._caches.targets[key] = known
+        if isinstance(known, MetadataError):
+            # The same answer for the same input, without parsing it again (a fresh exception:
+            # one raised many times would keep growing its traceback).
+            raise MetadataError(known.key, known.problem)
+        return known
+
+    def _resolve(self, namespace: str, name: str, metadata: Mapping[str, str], key: _Key) -> Target:
         if not name:
             raise MetadataError("name", "the ScaledObject reference has no name")
         parsed = parse_metadata(metadata)
@@ -191,7 +206,7 @@ class ScalerService:
                 "broker", f"no broker named {parsed.broker!r} is configured (known: {known})"
             )
         model = parsed.model or name
-        target = Target(
+        return Target(
             namespace=namespace,
             name=name,
             model=model,
@@ -200,11 +215,8 @@ class ScalerService:
             metric_name=metric_name(namespace, name, model),
             state_key=f"{namespace}/{name}/{model}",
             key=key,
+            series=self.metrics.trigger(namespace, name, model),
         )
-        if len(self._caches.targets) >= MAX_TARGETS:
-            self._caches.targets.clear()
-        self._caches.targets[key] = target
-        return target
 
     # --- broker ---------------------------------------------------------------------------
 
@@ -220,7 +232,7 @@ class ScalerService:
 
     async def _read_depth(self, target: Target) -> Depth:
         broker = target.metadata.broker
-        self.metrics.broker_reads.labels(broker).inc()
+        self.metrics.count_broker_read(broker)
         try:
             async with asyncio.timeout(self.broker_timeout_s):
                 return await self.brokers[broker].read(target.metadata.spec)
@@ -264,13 +276,19 @@ class ScalerService:
         if record is not None and self._fresh(record.at_s, now, max_age):
             evaluation = self._adopt(target, record)
         else:
-            depth = await self.read_depth(target)
+            # The evaluation is coalesced already: read directly, unless a read of this trigger
+            # (StreamIsActive's) is under way, which it shares.
+            reading = self._caches.reading.get(target.key)
+            if reading is not None:
+                depth = await asyncio.shield(reading)
+            else:
+                depth = await self._read_depth(target)
             evaluation = await self._decide(target, now, depth, record)
         self._remember(target, evaluation, now)
         return evaluation
 
     def _adopt(self, target: Target, record: Record) -> Evaluation:
-        self.metrics.desired.labels(*target.labels).set(record.decision.desired)
+        target.series.set_desired(record.decision.desired)
         return Evaluation(
             decision=record.decision,
             metric_target=target.policy.metric_target,
@@ -305,18 +323,21 @@ class ScalerService:
     def _record_decision(
         self, target: Target, depth: Depth, decision: Decision, previous: Record | None
     ) -> None:
-        labels = target.labels
-        self.metrics.pending.labels(*labels).set(depth.pending)
+        series = target.series
+        series.set_pending(depth.pending)
         if depth.in_flight is not None:
-            self.metrics.in_flight.labels(*labels).set(depth.in_flight)
-        self.metrics.desired.labels(*labels).set(decision.desired)
-        self.metrics.decisions.labels(*labels, decision.reason.value).inc()
+            series.set_in_flight(depth.in_flight)
+        series.set_desired(decision.desired)
+        series.count_decision(decision.reason.value)
         changed = previous is None or (
             previous.decision.desired,
             previous.decision.reason,
         ) != (decision.desired, decision.reason)
+        level = logging.INFO if changed else logging.DEBUG
+        if not log.isEnabledFor(level):
+            return  # the fields below cost more than the decision's bookkeeping above
         log.log(
-            logging.INFO if changed else logging.DEBUG,
+            level,
             "decision %s/%s model=%s: %s replicas (%s) %s",
             target.namespace,
             target.name,

@@ -28,12 +28,17 @@ from proto import externalscaler_pb2 as pb
 from proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.metadata import MetadataError
 from scaler.ports import BrokerUnavailable
-from scaler.service import ScalerService, Target
+from scaler.service import MAX_TARGETS, ScalerService, Target
 
 log = logging.getLogger("depthscale.grpc")
 
 _R = TypeVar("_R")
 _REQUEST_FIELDS = frozenset({"name", "metricName"})  # request fields, not scalerMetadata keys
+
+# Answers that never change are built once and shared: gRPC only serializes a response, and no
+# code here modifies one after it is returned.
+_ACTIVE = pb.IsActiveResponse(result=True)
+_INACTIVE = pb.IsActiveResponse(result=False)
 
 
 def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -50,6 +55,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
 
     def __init__(self, service: ScalerService) -> None:
         self.service = service
+        self._specs: dict[tuple[str, float], pb.GetMetricSpecResponse] = {}
 
     async def _answer(
         self,
@@ -88,7 +94,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
     ) -> pb.IsActiveResponse:
         async def call() -> pb.IsActiveResponse:
             evaluation = await self.service.evaluate(self._target(request))
-            return pb.IsActiveResponse(result=evaluation.decision.active)
+            return _ACTIVE if evaluation.decision.active else _INACTIVE
 
         return await self._answer("IsActive", context, call)
 
@@ -100,12 +106,19 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             # so KEDA can build the HPA even while the broker is down.
             target = self._target(request)
             size = target.policy.metric_target
-            spec = pb.MetricSpec(
-                metricName=target.metric_name,
-                targetSize=max(1, round(size)),
-                targetSizeFloat=size,
-            )
-            return pb.GetMetricSpecResponse(metricSpecs=[spec])
+            key = (target.metric_name, size)
+            response = self._specs.get(key)
+            if response is None:
+                spec = pb.MetricSpec(
+                    metricName=target.metric_name,
+                    targetSize=max(1, round(size)),
+                    targetSizeFloat=size,
+                )
+                response = pb.GetMetricSpecResponse(metricSpecs=[spec])
+                if len(self._specs) >= MAX_TARGETS:
+                    self._specs.clear()
+                self._specs[key] = response
+            return response
 
         return await self._answer("GetMetricSpec", context, call)
 

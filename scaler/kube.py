@@ -174,6 +174,7 @@ class KubeReplicaSource:
     ref_ttl_s:    seconds a ScaledObject's scaleTargetRef is reused, > 0.
     backoff_s:    seconds without any call after the API was unreachable or timed out, >= 0.
     clock:        monotonic seconds, for the caches.
+    workers:      threads (each with its kept-alive connection) making requests, >= 1.
     registry:     where ``depthscale_kube_errors_total`` is registered (a fresh one if None).
     """
 
@@ -189,6 +190,7 @@ class KubeReplicaSource:
         ref_ttl_s: float = 300.0,
         backoff_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        workers: int = 4,
         registry: CollectorRegistry | None = None,
     ) -> None:
         for name, value in (
@@ -198,6 +200,8 @@ class KubeReplicaSource:
         ):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0 seconds, got {value}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         if backoff_s < 0:
             raise ValueError(f"backoff_s must be >= 0 seconds, got {backoff_s}")
         self.base_url = base_url.rstrip("/") if base_url else None
@@ -220,7 +224,9 @@ class KubeReplicaSource:
         self.requests = 0
         """API requests made (for tests and the curious)."""
         self._ssl: ssl.SSLContext | None = None
-        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="depthscale-kube")
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="depthscale-kube"
+        )
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[http.client.HTTPConnection] = []

@@ -11,6 +11,10 @@ defined twice being an error:
   file).
 
 Every error is one line on stderr and a non-zero exit; a URL in an error has its password hidden.
+
+``--replicas-from`` says where the policy learns how many replicas run: ``decisions`` (its own
+past decisions, kept with its state) or ``kubernetes`` (each ScaledObject's target read from the
+API server with the pod's service account, ``scaler/kube.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import re
 import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
@@ -29,8 +33,15 @@ import click
 from scaler.brokers import open_broker, redact_url
 from scaler.ports import BrokerReader, StateStore
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from scaler.kube import ReplicaSource
+
 BROKERS_ENV = "DEPTHSCALE_BROKERS"
 STATE_ENV = "DEPTHSCALE_STATE"
+REPLICAS_FROM_ENV = "DEPTHSCALE_REPLICAS_FROM"
+REPLICA_SOURCES = ("decisions", "kubernetes")
 _BROKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _STATE_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
@@ -126,6 +137,20 @@ def open_state(value: str, timeout_s: float) -> StateStore:
     return RedisStateStore(value, timeout_s=timeout_s)
 
 
+def open_replicas(
+    source: str, *, cache_s: float, timeout_s: float, registry: CollectorRegistry
+) -> ReplicaSource | None:
+    """``decisions`` → None (the policy counts on its own decisions); ``kubernetes`` → the pod's
+    in-cluster API access, its results reused for one evaluation interval (``cache_s``)."""
+    if source == "decisions":
+        return None
+    from scaler.kube import KubeReplicaSource
+
+    return KubeReplicaSource.in_cluster(
+        timeout_s=timeout_s, counts_ttl_s=cache_s, registry=registry
+    )
+
+
 class _OneLineErrors(click.Command):
     """Bad flags are reported as one ``Error:`` line (click would add usage lines)."""
 
@@ -176,6 +201,16 @@ class _OneLineErrors(click.Command):
     f"restarts). Also {STATE_ENV}.",
 )
 @click.option(
+    "--replicas-from",
+    type=click.Choice(REPLICA_SOURCES),
+    default="decisions",
+    show_default=True,
+    envvar=REPLICAS_FROM_ENV,
+    help="Where the policy learns how many replicas run: its own past 'decisions', or each "
+    "ScaledObject's target read from the 'kubernetes' API (needs get on scaledobjects.keda.sh "
+    f"and deployments/statefulsets.apps). Also {REPLICAS_FROM_ENV}.",
+)
+@click.option(
     "--cache-seconds",
     type=click.FloatRange(min=0, min_open=True),
     default=5.0,
@@ -187,7 +222,8 @@ class _OneLineErrors(click.Command):
     type=click.FloatRange(min=0, min_open=True),
     default=1.0,
     show_default=True,
-    help="Seconds a broker read may take before UNAVAILABLE.",
+    help="Seconds a broker read may take before UNAVAILABLE (and a Kubernetes API read before "
+    "its counts are ignored).",
 )
 @click.option(
     "--stream-poll-seconds",
@@ -221,15 +257,24 @@ def serve(**options: Any) -> None:  # fmt: skip
 
 
 async def _run(urls: Mapping[str, str], state: str, options: Mapping[str, Any]) -> None:
+    from scaler.metrics import ScalerMetrics
     from scaler.server import serve_forever
     from scaler.service import ScalerService
 
+    metrics = ScalerMetrics()
     service = ScalerService(
         open_brokers(urls, options["broker_timeout"]),
         open_state(state, options["broker_timeout"]),
         cache_s=options["cache_seconds"],
         broker_timeout_s=options["broker_timeout"],
         stream_poll_s=options["stream_poll_seconds"],
+        metrics=metrics,
+        replicas=open_replicas(
+            options["replicas_from"],
+            cache_s=options["cache_seconds"],
+            timeout_s=options["broker_timeout"],
+            registry=metrics.registry,
+        ),
     )
     metrics_port = options["metrics_port"] or None
     await serve_forever(

@@ -16,10 +16,13 @@ IsActive on every polling interval, and again on every HPA sync), so:
 - errors are never a made-up 0: bad metadata raises ``MetadataError``; a broker or state store
   that fails or does not answer within ``broker_timeout_s`` raises ``BrokerUnavailable``.
 
-Where replica counts come from: KEDA never tells an external scaler how many replicas run, so the
-observation leaves ``ready``/``warming`` as None and the policy counts on its own past decisions
-(kept in the shared state with their timestamps; replicas asked for less than ``warmupSeconds`` ago
-count as warming). docs/scaler.md explains the consequences.
+Where replica counts come from: KEDA never tells an external scaler how many replicas run. Without
+a ``ReplicaSource`` the observation leaves ``ready``/``warming`` as None and the policy counts on
+its own past decisions (kept in the shared state with their timestamps; replicas asked for less
+than ``warmupSeconds`` ago count as warming). With one (``scaler/kube.py``: the ScaledObject's
+target from the Kubernetes API), each fresh evaluation reads the counts alongside the broker, and
+passes them on capped at the last decision (the HPA runs a scale-down up to a sync later);
+unknown counts fall back to the policy's own view. docs/scaler.md explains the consequences.
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from policies.queue_depth import QueueDepthPolicy
 from policies.types import Decision, Observation
 from scaler.metadata import MetadataError, ScalerMetadata, parse_metadata
 from scaler.metrics import ScalerMetrics, TriggerSeries
 from scaler.ports import BrokerReader, BrokerTimeout, BrokerUnavailable, Depth, Record, StateStore
+
+if TYPE_CHECKING:
+    from scaler.kube import ReplicaCounts, ReplicaSource
 
 log = logging.getLogger("depthscale.scaler")
 
@@ -143,6 +149,8 @@ class ScalerService:
     broker_timeout_s: seconds a broker read may take before it counts as unavailable, > 0.
     stream_poll_s:    seconds between broker reads of each open StreamIsActive, > 0.
     cas_attempts:     compare-and-set attempts before giving up with UNAVAILABLE, >= 1.
+    replicas:         where the target's ready and warming replicas come from, read once per
+                      fresh evaluation; None: the policy counts on its own decisions.
     """
 
     def __init__(
@@ -156,6 +164,7 @@ class ScalerService:
         stream_poll_s: float = 0.5,
         cas_attempts: int = 3,
         metrics: ScalerMetrics | None = None,
+        replicas: ReplicaSource | None = None,
     ) -> None:
         for name, value in (
             ("cache_s", cache_s),
@@ -174,6 +183,7 @@ class ScalerService:
         self.stream_poll_s = stream_poll_s
         self.cas_attempts = cas_attempts
         self.metrics = metrics if metrics is not None else ScalerMetrics()
+        self.replicas = replicas
         self._caches = _Caches()
 
     # --- metadata -------------------------------------------------------------------------
@@ -276,14 +286,27 @@ class ScalerService:
         if record is not None and self._fresh(record.at_s, now, max_age):
             evaluation = self._adopt(target, record)
         else:
-            # The evaluation is coalesced already: read directly, unless a read of this trigger
-            # (StreamIsActive's) is under way, which it shares.
-            reading = self._caches.reading.get(target.key)
-            if reading is not None:
-                depth = await asyncio.shield(reading)
-            else:
-                depth = await self._read_depth(target)
-            evaluation = await self._decide(target, now, depth, record)
+            # Replica counts (when there is a source) are read alongside the broker, never per
+            # RPC; the source answers None rather than raising.
+            counting = (
+                asyncio.create_task(self.replicas.counts(target.namespace, target.name))
+                if self.replicas is not None
+                else None
+            )
+            try:
+                # The evaluation is coalesced already: read directly, unless a read of this
+                # trigger (StreamIsActive's) is under way, which it shares.
+                reading = self._caches.reading.get(target.key)
+                if reading is not None:
+                    depth = await asyncio.shield(reading)
+                else:
+                    depth = await self._read_depth(target)
+            except BaseException:
+                if counting is not None:
+                    counting.cancel()
+                raise
+            counts = await counting if counting is not None else None
+            evaluation = await self._decide(target, now, depth, record, counts)
         self._remember(target, evaluation, now)
         return evaluation
 
@@ -298,19 +321,24 @@ class ScalerService:
         )
 
     async def _decide(
-        self, target: Target, now: float, depth: Depth, record: Record | None
+        self,
+        target: Target,
+        now: float,
+        depth: Depth,
+        record: Record | None,
+        counts: ReplicaCounts | None = None,
     ) -> Evaluation:
-        observation = Observation(at_s=now, pending=depth.pending, in_flight=depth.in_flight)
         for _ in range(self.cas_attempts):
             if record is not None and 0 < record.at_s - now <= self.cache_s:
                 return self._adopt(target, record)  # a replica whose clock runs a little ahead
+            observation = _observe(now, depth, counts, record)
             state = record.state if record is not None else target.policy.initial_state()
             decision, new_state = target.policy.decide(observation, state)
             expected = record.version if record is not None else None
             if await self.store.compare_and_set(
                 target.state_key, expected, Record(new_state, decision, now)
             ):
-                self._record_decision(target, depth, decision, record)
+                self._record_decision(target, observation, decision, record)
                 return Evaluation(decision, target.policy.metric_target, depth, now)
             self.metrics.state_conflicts.inc()
             record = await self.store.load(target.state_key)
@@ -321,12 +349,12 @@ class ScalerService:
         )
 
     def _record_decision(
-        self, target: Target, depth: Depth, decision: Decision, previous: Record | None
+        self, target: Target, observation: Observation, decision: Decision, previous: Record | None
     ) -> None:
         series = target.series
-        series.set_pending(depth.pending)
-        if depth.in_flight is not None:
-            series.set_in_flight(depth.in_flight)
+        series.set_pending(observation.pending)
+        if observation.in_flight is not None:
+            series.set_in_flight(observation.in_flight)
         series.set_desired(decision.desired)
         series.count_decision(decision.reason.value)
         changed = previous is None or (
@@ -352,8 +380,10 @@ class ScalerService:
                     "scaled_object": target.name,
                     "model": target.model,
                     "broker": target.metadata.broker,
-                    "pending": depth.pending,
-                    "in_flight": depth.in_flight,
+                    "pending": observation.pending,
+                    "in_flight": observation.in_flight,
+                    "ready": observation.ready,
+                    "warming": observation.warming,
                     "desired": decision.desired,
                     "previous_desired": None if previous is None else previous.decision.desired,
                     "reason": decision.reason.value,
@@ -406,7 +436,30 @@ class ScalerService:
             await asyncio.sleep(self.stream_poll_s)
 
     async def close(self) -> None:
-        """Close every broker reader and the state store."""
+        """Close every broker reader, the state store and the replica source."""
         for reader in self.brokers.values():
             await reader.close()
         await self.store.close()
+        if self.replicas is not None:
+            await self.replicas.close()
+
+
+def _observe(
+    now: float, depth: Depth, counts: ReplicaCounts | None, record: Record | None
+) -> Observation:
+    """What the policy sees: the broker read and, when known, the target's replicas.
+
+    The cluster runs a scale-down up to an HPA sync after the policy decides it, so while a last
+    decision exists, replicas above it are on their way out, not capacity: the counts are capped
+    at it (read as load, they would make the policy step back up, and restart its window). With
+    no decision yet (a scaler with no history) the counts are taken as they are."""
+    if counts is None:
+        return Observation(at_s=now, pending=depth.pending, in_flight=depth.in_flight)
+    ready, warming = counts.ready, counts.warming
+    if record is not None:
+        cap = record.decision.desired
+        ready = min(ready, cap)
+        warming = min(warming, cap - ready)
+    return Observation(
+        at_s=now, pending=depth.pending, in_flight=depth.in_flight, ready=ready, warming=warming
+    )

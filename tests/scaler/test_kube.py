@@ -22,9 +22,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from policies.types import Reason
 from scaler.kube import KubeError, KubeReplicaSource, ReplicaCounts, parse_counts
+from scaler.ports import Depth
+from scaler.service import ScalerService
 from tests.conftest import free_port, require_binary
-from tests.scaler.fakes import Clock
+from tests.scaler.fakes import Clock, FakeBroker, FakeStore
 
 NS = "models"
 SO_PATH = f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects/llama-8b"
@@ -66,6 +69,8 @@ class FakeApi:
     routes: dict[str, tuple[int, Any]] = field(default_factory=dict)
     seen: list[tuple[str, str]] = field(default_factory=list)  # (path, Authorization)
     delay_s: float = 0.0
+    drop_kept_alive: bool = False  # close each connection after answering, without saying so
+    connections: int = 0
     url: str = ""
 
     def hits(self, path: str) -> int:
@@ -74,6 +79,12 @@ class FakeApi:
 
 def _handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the API server
+
+        def setup(self) -> None:
+            super().setup()
+            api.connections += 1
+
         def do_GET(self) -> None:
             api.seen.append((self.path, self.headers.get("Authorization", "")))
             if api.delay_s:
@@ -87,6 +98,8 @@ def _handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+            if api.drop_kept_alive:
+                self.close_connection = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -302,6 +315,27 @@ def test_a_vanished_target_makes_the_ref_be_read_again(api: FakeApi) -> None:
     assert errors(src, "not-found") == 1
 
 
+def test_connections_are_kept_alive_and_a_dropped_one_is_replaced(api: FakeApi) -> None:
+    clock = Clock()
+    src = source(api, clock, workers=1)
+
+    async def main() -> None:
+        for _ in range(3):
+            assert await src.counts(NS, "llama-8b") == ReplicaCounts(6, 0)
+            clock.advance(5.0)
+        assert api.connections == 1, "one connection for every read"
+        # The server closes idle connections without notice: the next read fails on the old
+        # one and is retried, once, on a new one.
+        api.drop_kept_alive = True
+        assert await src.counts(NS, "llama-8b") == ReplicaCounts(6, 0)
+        clock.advance(5.0)
+        assert await src.counts(NS, "llama-8b") == ReplicaCounts(6, 0)
+        await src.close()
+
+    asyncio.run(main())
+    assert errors(src, "unavailable") == 0
+
+
 def test_concurrent_calls_share_one_read(api: FakeApi) -> None:
     src = source(api)
 
@@ -406,3 +440,136 @@ def test_in_cluster_reads_the_service_account_over_tls(tmp_path: Path) -> None:
         untrusting = KubeReplicaSource.in_cluster(env, other)
         assert counts(untrusting) is None
         assert errors(untrusting, "unavailable") == 1
+
+
+# ---- the service with replica counts from the API ----------------------------------------
+
+META = {"broker": "main", "queues": "llama-8b"}  # defaults: 600 s window, one step down
+
+
+def scaler(broker: FakeBroker, clock: Clock, replicas: KubeReplicaSource | None) -> ScalerService:
+    """A freshly started scaler: in-memory state, no history."""
+    return ScalerService({"main": broker}, FakeStore(), clock=clock, replicas=replicas)
+
+
+def test_a_restarted_scaler_holds_the_replicas_it_sees_for_a_whole_window(api: FakeApi) -> None:
+    # The scaler restarts (in-memory state: no history) while 6 replicas serve and the queue is
+    # empty. Reading the Deployment, it sees 6 ready replicas: "below the threshold on 6" holds
+    # them through a whole stabilization window before the first step down.
+    #
+    # The contrast, at the bottom: with --replicas-from decisions the same fresh scaler knows of
+    # no replica at all ("nothing pending at zero replicas"), answers 0 at once, and the HPA
+    # would cut the 6 running replicas on its next sync.
+    clock, broker = Clock(), FakeBroker(Depth(pending=0))
+    restarted_at = clock.now
+
+    async def main() -> list[tuple[float, int, str]]:
+        svc = scaler(broker, clock, source(api, clock))
+        target = svc.resolve(NS, "llama-8b", META)
+        answers = []
+        # KEDA polls every 30 s; the HPA has 6 and keeps them as long as the metric says 6.
+        while clock.now - restarted_at <= 720:
+            evaluation = await svc.evaluate(target)
+            answers.append(
+                (clock.now - restarted_at, evaluation.decision.desired, evaluation.decision.reason)
+            )
+            if evaluation.decision.desired == 5:
+                break
+            clock.advance(30.0)
+        # The HPA applies the step down on its next sync: until then the Deployment still shows
+        # 6 ready. Replicas above the last decision are on their way out, not load: still 5.
+        for _ in range(2):
+            clock.advance(5.0)
+            assert (await svc.evaluate(target)).decision.desired == 5
+        api.routes[DEPLOY_PATH] = (200, workload(5, 5, 5))  # the HPA got there
+        clock.advance(30.0)
+        assert (await svc.evaluate(target)).decision.desired == 5
+        await svc.close()
+        return answers
+
+    answers = asyncio.run(main())
+    assert answers[0] == (0.0, 6, Reason.HOLD_STABILIZING)
+    within_window = [desired for at, desired, _ in answers if at <= 600]
+    assert min(within_window) == 6, "no scale-down before a whole window was observed"
+    at, desired, reason = answers[-1]
+    assert (desired, reason) == (5, Reason.SCALE_DOWN), "then one step, not a cut"
+    assert at > 600
+
+    # --replicas-from decisions: the same restart, the same cluster, no counts.
+    async def without_counts() -> tuple[int, bool]:
+        svc = scaler(broker, clock, None)
+        evaluation = await svc.evaluate(svc.resolve(NS, "llama-8b", META))
+        await svc.close()
+        return evaluation.decision.desired, evaluation.decision.active
+
+    assert asyncio.run(without_counts()) == (0, False)
+
+
+def test_counts_are_read_once_per_evaluation_not_per_rpc(api: FakeApi) -> None:
+    clock, broker = Clock(), FakeBroker(Depth(pending=120))
+
+    async def main() -> None:
+        svc = scaler(broker, clock, source(api, clock))
+        target = svc.resolve(NS, "llama-8b", META)
+        # GetMetricSpec, GetMetrics and IsActive of one poll, and the metrics adapter's again.
+        for _ in range(6):
+            await svc.evaluate(target)
+        assert (len(broker.reads), api.hits(DEPLOY_PATH)) == (1, 1)
+        clock.advance(5.0)  # the next interval
+        await svc.evaluate(target)
+        assert (len(broker.reads), api.hits(DEPLOY_PATH)) == (2, 2)
+        await svc.close()
+
+    asyncio.run(main())
+
+
+def test_with_the_api_down_the_scaler_answers_from_its_own_decisions() -> None:
+    clock, broker = Clock(), FakeBroker(Depth(pending=400))
+    down = KubeReplicaSource(f"http://127.0.0.1:{free_port()}", token="t", clock=clock)
+
+    async def main() -> tuple[int, Reason]:
+        svc = scaler(broker, clock, down)
+        evaluation = await svc.evaluate(svc.resolve(NS, "llama-8b", META))
+        await svc.close()
+        return evaluation.decision.desired, evaluation.decision.reason
+
+    # 400 pending at "zero replicas" (no counts, no history): activate from the backlog alone
+    # (8 replicas' worth, limited to +4 until capacity is ready), as with --replicas-from decisions.
+    assert asyncio.run(main()) == (4, Reason.ACTIVATE)
+    assert errors(down, "unavailable") == 1
+
+
+# ---- depthscale serve --replicas-from ------------------------------------------------------
+
+
+def test_serve_takes_the_replica_source_from_the_flag_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from scaler.cli import main
+    from scaler.serve import BROKERS_ENV, REPLICAS_FROM_ENV, open_replicas, serve
+
+    base = ["--broker", "m=redis://127.0.0.1:1/0"]
+    monkeypatch.delenv(REPLICAS_FROM_ENV, raising=False)
+    assert serve.make_context("serve", list(base)).params["replicas_from"] == "decisions"
+    flag = [*base, "--replicas-from", "kubernetes"]
+    assert serve.make_context("serve", flag).params["replicas_from"] == "kubernetes"
+    monkeypatch.setenv(REPLICAS_FROM_ENV, "kubernetes")
+    assert serve.make_context("serve", list(base)).params["replicas_from"] == "kubernetes"
+
+    result = CliRunner().invoke(
+        main, ["serve", *base, "--replicas-from", "guess"], env={BROKERS_ENV: ""}
+    )
+    assert result.exit_code != 0
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("Error: ")
+    assert "'--replicas-from'" in line
+
+    registry = CollectorRegistry()
+    assert open_replicas("decisions", cache_s=5.0, timeout_s=1.0, registry=registry) is None
+    kube = open_replicas("kubernetes", cache_s=15.0, timeout_s=1.0, registry=registry)
+    assert isinstance(kube, KubeReplicaSource)
+    assert kube.counts_ttl_s == 15.0, "counts live one evaluation interval"
+    asyncio.run(kube.close())
+    assert registry.get_sample_value("depthscale_kube_errors_total", {"kind": "forbidden"}) == 0

@@ -340,6 +340,51 @@ def test_scaler_args_are_flags_serve_accepts(monkeypatch: pytest.MonkeyPatch) ->
     assert ctx.params["state"].startswith("redis://"), "replicas must share state in Redis"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert str(ctx.params["brokers_file"].parent) in mounts
+    assert ctx.params["replicas_from"] == "kubernetes", "a restarted scaler sees what runs"
+
+
+def _grants(rules: list[Obj], group: str, resource: str) -> bool:
+    return any(
+        group in rule.get("apiGroups", [])
+        and {resource, "*"} & set(rule.get("resources", []))
+        and {"get", "*"} & set(rule.get("verbs", []))
+        for rule in rules
+    )
+
+
+def test_scaler_may_read_every_scaled_object_and_its_target(overlay: Overlay) -> None:
+    # --replicas-from=kubernetes GETs each ScaledObject and its target with the pod's token; a
+    # missing grant would only show at run time (a 403, then the policy's own decisions).
+    _, objects = overlay
+    scaler = _find(objects, "Deployment", "depthscale", "depthscale-scaler")
+    assert scaler is not None
+    spec = scaler["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    assert "--replicas-from=kubernetes" in container["args"]
+    account = spec["serviceAccountName"]
+    assert _find(objects, "ServiceAccount", _ns(scaler), account) is not None
+    assert spec.get("automountServiceAccountToken") is True, "the token must be mounted"
+    subject = {"kind": "ServiceAccount", "name": account, "namespace": _ns(scaler)}
+    for so in (o for o in objects if o["kind"] == "ScaledObject"):
+        rules: list[Obj] = []
+        for binding in objects:
+            if binding["kind"] == "RoleBinding" and _ns(binding) != _ns(so):
+                continue
+            if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+                continue
+            if subject not in binding.get("subjects", []):
+                continue
+            ref = binding["roleRef"]
+            role_ns = _ns(binding) if ref["kind"] == "Role" else ""
+            role = _find(objects, ref["kind"], role_ns, ref["name"])
+            assert role is not None, f"{_name(binding)} binds a missing {ref['kind']}"
+            rules += role["rules"]
+        target = so["spec"]["scaleTargetRef"]
+        plural = {"Deployment": "deployments", "StatefulSet": "statefulsets"}[
+            target.get("kind", "Deployment")
+        ]
+        assert _grants(rules, "keda.sh", "scaledobjects"), f"{_name(so)}: no get on it"
+        assert _grants(rules, "apps", plural), f"{_name(so)}: no get on its {plural}"
 
 
 def test_hpa_leaves_stabilization_to_the_policy(overlay: Overlay) -> None:

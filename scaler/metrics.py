@@ -11,6 +11,9 @@ Series (labels ``namespace``, ``scaled_object``, ``model`` identify one trigger)
 - ``depthscale_broker_errors_total``     counter by ``broker`` and ``kind`` (unavailable|timeout).
 - ``depthscale_state_conflicts_total``   counter: compare-and-set lost to another scaler replica.
 - ``depthscale_rpc_duration_seconds``    histogram by gRPC ``method`` and status ``code``.
+- ``depthscale_kube_errors_total``       counter by ``kind``: failed replica-count reads from the
+                                         Kubernetes API (``--replicas-from kubernetes``; registered
+                                         by ``scaler/kube.py`` on the same registry).
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ class QueueDepthConfig:
     lookahead_s:            seconds ahead to project the pending backlog from its recent growth
                             rate when sizing a scale-up; 0 disables the look-ahead, >= 0.
     growth_window_s:        seconds of pending history used to estimate the growth rate; the
-                            samples must span at least half of it before any trend counts, > 0.
+                            samples must span at least half of it, and a trend must show in both
+                            halves, before it counts, > 0.
     min_replicas:           floor, >= 0. 0 allows scale to zero after an idle window.
     max_replicas:           ceiling, >= max(min_replicas, 1).
     scale_down_step:        replicas removed per scale-down step, >= 1.

@@ -70,20 +70,32 @@ Sample = tuple[float, int, int]  # (at_s, pending, in_flight or 0 when unknown)
 def growth_rate(
     samples: tuple[Sample, ...], min_span_s: float, *, with_in_flight: bool = False
 ) -> float:
-    """Growth in tasks/second between the oldest and newest sample, of pending alone or of the
-    whole load (pending + in flight).
+    """Growth in tasks/second of pending alone or of the whole load (pending + in flight), as a
+    trend must show it: in both halves of the samples.
 
-    0 unless the samples span at least ``min_span_s`` seconds: one jump (a burst landing, or the
-    first sight of a queue) is not a trend, and projecting it over a GPU warm-up would size for a
-    backlog that never comes."""
-    if len(samples) < 2:
+    0 unless there are at least three samples spanning ``min_span_s`` seconds and both halves
+    move the same way; then the smaller of the two slopes. One jump (a burst landing, the first
+    sight of a queue) rises in one half only, and projecting it over a GPU warm-up would size
+    for a backlog that never comes."""
+    if len(samples) < 3:
         return 0.0
-    (t0, p0, f0), (t1, p1, f1) = samples[0], samples[-1]
+    t0, t1 = samples[0][0], samples[-1][0]
     if t1 - t0 < min_span_s or t1 - t0 <= 0:
         return 0.0
-    if with_in_flight:
-        p0, p1 = p0 + f0, p1 + f1
-    return (p1 - p0) / (t1 - t0)
+    half = (t0 + t1) / 2
+    mid = min(range(1, len(samples) - 1), key=lambda i: abs(samples[i][0] - half))
+
+    def load(i: int) -> int:
+        _, pending, in_flight = samples[i]
+        return pending + in_flight if with_in_flight else pending
+
+    first = (load(mid) - load(0)) / (samples[mid][0] - t0)
+    second = (load(len(samples) - 1) - load(mid)) / (t1 - samples[mid][0])
+    if first > 0 and second > 0:
+        return min(first, second)
+    if first < 0 and second < 0:
+        return max(first, second)
+    return 0.0
 
 
 def _remember(
@@ -145,8 +157,17 @@ def _decide_replicas(
     if observed is None:
         capacity, warming = state.desired, requested_warming
     else:
+        ready_seen, warming_seen = obs.ready or 0, obs.warming or 0
+        if state.first_seen_s is not None and observed > state.desired:
+            # The cluster runs a scale-down up to an HPA sync after it is decided: replicas
+            # above the last decision are on their way out, not capacity (read as capacity they
+            # would make the policy step back up and restart its window). A state with no
+            # history (a restarted scaler) takes the counts as they are.
+            ready_seen = min(ready_seen, state.desired)
+            warming_seen = min(warming_seen, state.desired - ready_seen)
+            observed = ready_seen + warming_seen
         capacity = max(observed, state.desired) if requested_warming else observed
-        warming = (obs.warming or 0) + max(capacity - observed, 0)
+        warming = warming_seen + max(capacity - observed, 0)
     buffer = config.buffer_replicas if capacity > 0 else 0
     base = max(capacity - buffer, 0)
 

@@ -20,9 +20,8 @@ Where replica counts come from: KEDA never tells an external scaler how many rep
 a ``ReplicaSource`` the observation leaves ``ready``/``warming`` as None and the policy counts on
 its own past decisions (kept in the shared state with their timestamps; replicas asked for less
 than ``warmupSeconds`` ago count as warming). With one (``scaler/kube.py``: the ScaledObject's
-target from the Kubernetes API), each fresh evaluation reads the counts alongside the broker, and
-passes them on capped at the last decision (the HPA runs a scale-down up to a sync later);
-unknown counts fall back to the policy's own view. docs/scaler.md explains the consequences.
+target from the Kubernetes API), each fresh evaluation reads the counts alongside the broker and
+passes them on; unknown counts fall back to the policy's own view. docs/scaler.md explains the consequences.
 """
 
 from __future__ import annotations
@@ -331,7 +330,7 @@ class ScalerService:
         for _ in range(self.cas_attempts):
             if record is not None and 0 < record.at_s - now <= self.cache_s:
                 return self._adopt(target, record)  # a replica whose clock runs a little ahead
-            observation = _observe(now, depth, counts, record)
+            observation = _observe(now, depth, counts)
             state = record.state if record is not None else target.policy.initial_state()
             decision, new_state = target.policy.decide(observation, state)
             expected = record.version if record is not None else None
@@ -444,22 +443,16 @@ class ScalerService:
             await self.replicas.close()
 
 
-def _observe(
-    now: float, depth: Depth, counts: ReplicaCounts | None, record: Record | None
-) -> Observation:
-    """What the policy sees: the broker read and, when known, the target's replicas.
-
-    The cluster runs a scale-down up to an HPA sync after the policy decides it, so while a last
-    decision exists, replicas above it are on their way out, not capacity: the counts are capped
-    at it (read as load, they would make the policy step back up, and restart its window). With
-    no decision yet (a scaler with no history) the counts are taken as they are."""
+def _observe(now: float, depth: Depth, counts: ReplicaCounts | None) -> Observation:
+    """What the policy sees: the broker read and, when known, the target's replicas as the
+    cluster reports them (the policy itself discounts replicas above its last decision, which a
+    scale-down has not removed yet)."""
     if counts is None:
         return Observation(at_s=now, pending=depth.pending, in_flight=depth.in_flight)
-    ready, warming = counts.ready, counts.warming
-    if record is not None:
-        cap = record.decision.desired
-        ready = min(ready, cap)
-        warming = min(warming, cap - ready)
     return Observation(
-        at_s=now, pending=depth.pending, in_flight=depth.in_flight, ready=ready, warming=warming
+        at_s=now,
+        pending=depth.pending,
+        in_flight=depth.in_flight,
+        ready=counts.ready,
+        warming=counts.warming,
     )

@@ -100,9 +100,10 @@ def test_warming_capacity_absorbs_a_growing_backlog_without_cascade() -> None:
 
 def test_reason_says_capacity_on_its_way_when_warming_covers() -> None:
     c = Clocked(cfg(lookahead_s=0))
-    c.observe(0, ready=2, warming=0)
+    c.observe(0, ready=3, warming=0)
     c.now = 30
-    d = c.observe(140, ready=1, warming=2)  # 140 on 3 replicas: 46.7 each; on the 1 ready: 140
+    # two of the three restarted (e.g. spot): 140 on 3 replicas is 46.7 each; on the 1 ready, 140
+    d = c.observe(140, ready=1, warming=2)
     assert (d.desired, d.reason) == (3, Reason.HOLD_WARMING)
 
 
@@ -342,3 +343,20 @@ def test_the_seed_preset_asks_for_the_whole_backlog_at_once() -> None:
     c.observe(200)
     c.now = 400
     assert c.observe(2_000).desired == 40
+
+
+def test_a_scale_down_the_cluster_has_not_run_yet_does_not_count_as_capacity() -> None:
+    # The scaler reads the cluster's counts; the HPA runs a scale-down up to a sync later.
+    c = Clocked(cfg(replica_concurrency=100, scale_down_period_s=60))
+    c.observe(0, in_flight=200, ready=6, warming=0)  # a scaler with no history sees 6 serving
+    c.now = 30
+    c.hold_for(570, pending=0, in_flight=200, ready=6, warming=0)
+    c.now += 30
+    assert c.observe(0, in_flight=200, ready=6, warming=0).desired == 5  # first step
+    # 30 s later the Deployment still shows 6: they are not capacity, the decision stands
+    c.now += 30
+    d = c.observe(0, in_flight=200, ready=6, warming=0)
+    assert (d.desired, d.reason) == (5, Reason.HOLD_STABILIZING)
+    # and the next step comes a period after the first, not a fresh window later
+    c.now += 30
+    assert c.observe(0, in_flight=200, ready=6, warming=0).desired == 4

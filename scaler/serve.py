@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from scaler.brokers import open_broker, redact_url
+from scaler.brokers import check_broker_url, open_broker, redact_url
 from scaler.ports import BrokerReader, StateStore
 
 if TYPE_CHECKING:
@@ -167,14 +167,14 @@ class _OneLineErrors(click.Command):
 @click.option(
     "--port",
     type=click.IntRange(1, 65535),
-    default=6000,
+    default=9090,
     show_default=True,
     help="gRPC port KEDA dials (the trigger's scalerAddress).",
 )
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
-    default=8080,
+    default=9100,
     show_default=True,
     help="Prometheus /metrics port; 0 turns the endpoint off.",
 )
@@ -243,6 +243,11 @@ def serve(**options: Any) -> None:  # fmt: skip
     from scaler import logs
 
     urls = collect_brokers(options["brokers"], os.environ.get(BROKERS_ENV), options["brokers_file"])
+    for name, url in urls.items():  # every broker URL is checked before any port is bound
+        try:
+            check_broker_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"broker {name!r}: {exc}") from None
     state = check_state(options["state"])
     check_port_free(options["host"], options["port"], "--port")
     if options["metrics_port"]:

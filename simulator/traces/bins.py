@@ -1,0 +1,101 @@
+"""Traffic aggregated per second: what the simulator's aggregated (fluid) engine replays.
+
+A trace of a billion requests does not fit in memory one request at a time, and does not need
+to: above a few hundred requests per second the queue is decided by how many requests arrive in
+each second and how long they hold a batch slot, not by where each one falls inside its second.
+``ArrivalBins`` holds exactly that, in memory proportional to the trace's *duration*:
+
+* ``counts[m, k]``: requests of model ``m`` arriving in ``[k·bin_s, (k+1)·bin_s)`` seconds after
+  ``epoch_s`` (float64, so a rate-scaled trace may carry fractions);
+* ``mixes[m]``: the model's request lengths, as a sample of (input, output) token counts per
+  ``period_s`` (ServeGen publishes length distributions per 6-hour window), or measured service
+  times when the trace has them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+F64 = npt.NDArray[np.float64]
+I32 = npt.NDArray[np.int32]
+
+
+@dataclass(frozen=True, eq=False)
+class LengthMix:
+    """A model's request lengths over time: row ``p`` describes requests arriving in
+    ``[p·period_s, (p+1)·period_s)`` seconds after the trace start (the last row also covers
+    anything later).
+
+    input_tokens/output_tokens: (n_periods, k) int32 samples of prompt and generated tokens,
+                                equally weighted within a row.
+    service_s:                  (n_periods, k) float64 measured service times (seconds) when the
+                                trace has them, else None (the scenario's service model applies).
+    """
+
+    period_s: float
+    input_tokens: I32
+    output_tokens: I32
+    service_s: F64 | None = None
+
+    def __post_init__(self) -> None:
+        if not self.period_s > 0:
+            raise ValueError(f"period_s must be > 0, got {self.period_s}")
+        if self.input_tokens.ndim != 2 or self.input_tokens.shape != self.output_tokens.shape:
+            raise ValueError("input_tokens and output_tokens must be (n_periods, k) arrays alike")
+        if self.input_tokens.shape[0] < 1 or self.input_tokens.shape[1] < 1:
+            raise ValueError("a length mix needs at least one period and one sample")
+        if self.service_s is not None and self.service_s.shape != self.input_tokens.shape:
+            raise ValueError("service_s must have the token samples' shape")
+
+    @property
+    def periods(self) -> int:
+        return int(self.input_tokens.shape[0])
+
+    def period_of(self, t_s: F64) -> npt.NDArray[np.int64]:
+        """The row describing requests that arrive at ``t_s`` (seconds from the trace start)."""
+        rows = np.floor(np.asarray(t_s, dtype=np.float64) / self.period_s).astype(np.int64)
+        return np.clip(rows, 0, self.periods - 1)
+
+
+@dataclass(frozen=True, eq=False)
+class ArrivalBins:
+    """Arrivals per model per ``bin_s`` seconds (see the module docstring).
+
+    models:   model names as the trace spells them.
+    counts:   (n_models, n_bins) float64 >= 0, requests arriving in each bin.
+    bin_s:    bin width, seconds (1 by default).
+    mixes:    one ``LengthMix`` per model.
+    epoch_s:  Unix time (seconds, UTC) of the trace start; gives time of day and week.
+    source:   where the traffic came from, for reports.
+    """
+
+    models: tuple[str, ...]
+    counts: F64
+    mixes: tuple[LengthMix, ...]
+    bin_s: float = 1.0
+    epoch_s: float = 0.0
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.counts.ndim != 2 or self.counts.shape[0] != len(self.models):
+            raise ValueError("counts must be (n_models, n_bins)")
+        if len(self.mixes) != len(self.models):
+            raise ValueError("one length mix per model")
+        if not self.bin_s > 0:
+            raise ValueError(f"bin_s must be > 0, got {self.bin_s}")
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.counts.shape[1])
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from the start to the end of the last bin holding an arrival (0 if none)."""
+        nonzero = np.flatnonzero(self.counts.sum(axis=0) > 0)
+        return float((nonzero[-1] + 1) * self.bin_s) if nonzero.size else 0.0
+
+    def requests(self) -> float:
+        return float(self.counts.sum())

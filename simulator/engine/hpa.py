@@ -9,8 +9,12 @@ replica_calculator.go) as the HPA applies it to a KEDA external metric (DESIGN.m
 2. stabilize: the history of *unstabilized* proposals; scale-up takes the lowest proposal within
    ``scaleUp.stabilizationWindowSeconds``, scale-down the highest within the scale-down window;
 3. rate-limit: each Pods/Percent rule allows a change relative to the replica count at the
-   start of its period (``periodSeconds``); ``selectPolicy`` Max picks the most permissive rule,
-   Min the least, Disabled forbids the direction;
+   start of its period (``periodSeconds``): the current count minus the scale-ups plus the
+   scale-downs of that period, *both* directions' events counted over the rule's own period;
+   ``selectPolicy`` Max picks the most permissive rule, Min the least, Disabled forbids the
+   direction. Scale events are kept as upstream keeps them (``storeScaleEvent``): one older
+   than its direction's longest period is only marked outdated, still counted by a longer period
+   of the other direction, until a new event of its direction takes its slot;
 4. clamp to ``[minReplicas, maxReplicas]``.
 
 Unlike the upstream controller, every stage takes ``now_s`` from the caller (HPA's anti-lesson in
@@ -94,15 +98,50 @@ def proposal(usage: float, target: float, replicas: int, tol_up: float, tol_down
     return math.ceil(usage_m / target_m)
 
 
-def _change_in_period(events: Sequence[tuple[float, int]], now_s: float, period_s: float) -> int:
+@dataclass(slots=True)
+class ScaleEvent:
+    """One rescale the HPA made (upstream ``timestampedScaleEvent``).
+
+    at_s:     when, seconds.
+    change:   replicas added (a scale-up event) or removed (a scale-down event), > 0.
+    outdated: found older than its direction's longest policy period when a later event of the
+              same direction was stored; its slot is the next one reused, and until then it
+              still counts in any period that reaches back to it.
+    """
+
+    at_s: float
+    change: int
+    outdated: bool = False
+
+
+def store_event(events: list[ScaleEvent], rules: Direction, now_s: float, change: int) -> None:
+    """storeScaleEvent for one direction: mark events older than the direction's longest policy
+    period outdated (``markScaleEventsOutdated``: strictly before ``now − longest``), then put the
+    new event in the slot of the last outdated one, or append it when none is."""
+    cutoff = now_s - max((r.period_s for r in rules.rules), default=0.0)
+    slot = -1
+    for i, event in enumerate(events):
+        if event.at_s < cutoff:
+            event.outdated = True
+        if event.outdated:
+            slot = i
+    if slot >= 0:
+        events[slot] = ScaleEvent(now_s, change)
+    else:
+        events.append(ScaleEvent(now_s, change))
+
+
+def _change_in_period(events: Sequence[ScaleEvent], now_s: float, period_s: float) -> int:
+    """getReplicasChangePerPeriod: every kept event strictly after ``now − period``, outdated or
+    not."""
     cutoff = now_s - period_s
-    return sum(change for t, change in events if t > cutoff)
+    return sum(e.change for e in events if e.at_s > cutoff)
 
 
 def scale_up_limit(
     current: int,
-    up_events: Sequence[tuple[float, int]],
-    down_events: Sequence[tuple[float, int]],
+    up_events: Sequence[ScaleEvent],
+    down_events: Sequence[ScaleEvent],
     rules: Direction,
     now_s: float,
 ) -> int:
@@ -126,8 +165,8 @@ def scale_up_limit(
 
 def scale_down_limit(
     current: int,
-    up_events: Sequence[tuple[float, int]],
-    down_events: Sequence[tuple[float, int]],
+    up_events: Sequence[ScaleEvent],
+    down_events: Sequence[ScaleEvent],
     rules: Direction,
     now_s: float,
 ) -> int:
@@ -151,12 +190,12 @@ def scale_down_limit(
 
 @dataclass(slots=True)
 class Hpa:
-    """One HPA's memory: unstabilized proposals and recent scale events, (seconds, replicas)."""
+    """One HPA's memory: unstabilized proposals, (seconds, replicas), and its scale events."""
 
     spec: HpaSpec
     recommendations: list[tuple[float, int]] = field(default_factory=list)
-    up_events: list[tuple[float, int]] = field(default_factory=list)
-    down_events: list[tuple[float, int]] = field(default_factory=list)
+    up_events: list[ScaleEvent] = field(default_factory=list)
+    down_events: list[ScaleEvent] = field(default_factory=list)
     _last_key: tuple[float, float, int] = (-1.0, -1.0, -1)  # memo of the last proposal's inputs
     _last_raw: int = 0
 
@@ -241,10 +280,6 @@ class Hpa:
 
     def _store_event(self, now_s: float, before: int, after: int) -> None:
         if after > before:
-            longest = max((r.period_s for r in self.spec.up.rules), default=0.0)
-            self.up_events = [e for e in self.up_events if e[0] > now_s - longest]
-            self.up_events.append((now_s, after - before))
+            store_event(self.up_events, self.spec.up, now_s, after - before)
         else:
-            longest = max((r.period_s for r in self.spec.down.rules), default=0.0)
-            self.down_events = [e for e in self.down_events if e[0] > now_s - longest]
-            self.down_events.append((now_s, before - after))
+            store_event(self.down_events, self.spec.down, now_s, before - after)

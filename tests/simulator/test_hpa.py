@@ -7,6 +7,8 @@ hand in each case's comment, never from running the emulation.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from simulator.engine.hpa import (
     DEFAULT_DOWN,
@@ -196,3 +198,79 @@ def test_zero_replicas_disable_the_hpa() -> None:
     step = hpa().sync(0.0, 0, 50.0, 1.0)
     assert step.replicas == 0
     assert step.reason == "ScalingDisabled"
+
+
+# ---- scale events kept as upstream keeps them (storeScaleEvent) -----------------------------
+
+ONE_POD_A_MINUTE_DOWN = Direction(0.0, (Rule("Pods", 1, 60.0),))
+
+
+def test_scale_down_limit_adds_back_scale_ups_of_its_own_longer_period() -> None:
+    # Scale-up on the defaults (max of +100 % and +4 Pods per 15 s), scale-down 1 Pod per 60 s
+    # with no window, from 10 replicas; the metric (target 1) goes 20 -> 24 -> 1.
+    h = hpa(up=DEFAULT_UP, down=ONE_POD_A_MINUTE_DOWN)
+    # t=0: ratio 20/10 = 2, proposal 20. No events: the period starts at 10, Percent allows
+    # ceil(10 x 2) = 20, Pods 10 + 4 = 14; Max: 20. Up to 20, a +10 event at t=0.
+    assert h.sync(0.0, 10, 20.0, 1.0).replicas == 20
+    # t=15: proposal 24. getReplicasChangePerPeriod counts events strictly after now - 15 = 0,
+    # so the +10 at t=0 has just left the 15 s period: it starts at 20, Percent allows 40, and
+    # the HPA goes to 24 (+4 at t=15). One sync earlier, at t=14, the +10 would still count
+    # (start 10, limit 20): the second step needs the second sync >= 15 s after the first,
+    # as the HPA's default 15 s sync period gives. markScaleEventsOutdated marks only events
+    # strictly before 15 - 15 = 0: the +10 is kept, not even outdated.
+    assert h.sync(15.0, 20, 24.0, 1.0).replicas == 24
+    # t=30: proposal 1 (ratio 1/24), no window. The 60 s scale-down rule looks back to -30 and
+    # finds both scale-ups: the period starts at 24 - 10 - 4 + 0 = 10, so the limit is 10 - 1
+    # = 9. Kubernetes goes to 9; an emulation that forgot the +10 when it stored the +4 would
+    # start the period at 20 and stop at 19. The +10 stays in this period until t=60: any
+    # third sync in (15, 60) gives 9.
+    step = h.sync(30.0, 24, 1.0, 1.0)
+    assert (step.replicas, step.reason) == (9, "ScaleDownLimit")
+    # t=45: the -15 at t=30 counts too: start 9 - 14 + 15 = 10 -> the limit is still 9: hold.
+    assert h.sync(45.0, 9, 1.0, 1.0).replicas == 9
+    # t=60: the +10 at t=0 is no longer after 60 - 60 = 0: start 9 - 4 + 15 = 20 -> limit 19,
+    # above the 9 running: no scale-down yet (upstream clamps the limit to current).
+    assert h.sync(60.0, 9, 1.0, 1.0).replicas == 9
+    # t=90: the -15 at t=30 sits exactly at the cutoff 90 - 60 = 30, so no event counts any
+    # more: start 9, limit 8.
+    assert h.sync(90.0, 9, 1.0, 1.0).replicas == 8
+
+
+def test_an_outdated_event_counts_until_its_slot_is_reused() -> None:
+    h = hpa(up=DEFAULT_UP, down=ONE_POD_A_MINUTE_DOWN)
+    # t=0: 10 -> 20 (+10 at t=0), as above.
+    assert h.sync(0.0, 10, 20.0, 1.0).replicas == 20
+    # t=15: the metric asks for 20 on 20: hold, no event.
+    assert h.sync(15.0, 20, 20.0, 1.0).replicas == 20
+    # t=30: 20 -> 24. Storing the +4, the +10 at t=0 is before 30 - 15 = 15: outdated, and the
+    # +4 takes its slot; the +10 is gone.
+    assert h.sync(30.0, 20, 24.0, 1.0).replicas == 24
+    # t=45: the 60 s scale-down period reaches back to -15, where the +10 would still count
+    # (start 10, limit 9), but only the +4 is left: start 24 - 4 = 20, limit 19.
+    assert h.sync(45.0, 24, 1.0, 1.0).replicas == 19
+
+
+def test_a_scale_up_limit_adds_back_scale_downs_of_its_own_longer_period() -> None:
+    # The reverse: scale-down 100 % per 15 s with no window, scale-up 2 Pods per 60 s.
+    h = hpa(up=Direction(0.0, (Rule("Pods", 2, 60.0),)), down=NO_WINDOW_DOWN)
+    # t=0: 10 -> 4 (the metric asks for 4; 100 % per 15 s allows 0): a -6 at t=0.
+    assert h.sync(0.0, 10, 4.0, 1.0).replicas == 4
+    # t=15: 4 -> 2, a -2 at t=15. Storing it, the -6 at t=0 is not before 15 - 15 = 0: kept.
+    assert h.sync(15.0, 4, 2.0, 1.0).replicas == 2
+    # t=30: the metric asks for 20. The 60 s scale-up period reaches back to -30: it started at
+    # 2 + 6 + 2 = 10, so the limit is 12; forgetting the -6 would give 2 + 2 + 2 = 6.
+    step = h.sync(30.0, 2, 20.0, 1.0)
+    assert (step.replicas, step.reason) == (12, "ScaleUpLimit")
+
+
+@given(metrics=st.lists(st.integers(1, 60), min_size=1, max_size=80))
+def test_kept_events_stay_bounded_by_the_longest_period(metrics: list[int]) -> None:
+    # Whatever the metric does at one sync per 15 s: a direction's list only grows when none of
+    # its events is outdated, i.e. all lie in [now - longest, now - 15], one per sync; so it
+    # never holds more than longest / 15 + 1 events (2 for the 15 s scale-up, 5 for 60 s down).
+    h = hpa(up=DEFAULT_UP, down=ONE_POD_A_MINUTE_DOWN, hi=60)
+    current = 10
+    for i, metric in enumerate(metrics):
+        current = h.sync(15.0 * i, current, float(metric), 1.0).replicas
+        assert len(h.up_events) <= 15 // 15 + 1
+        assert len(h.down_events) <= 60 // 15 + 1

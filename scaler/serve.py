@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from policies.observe import REPLICA_SOURCES
 from scaler.brokers import check_broker_url, open_broker, redact_url
 from scaler.ports import BrokerReader, StateStore
 
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 BROKERS_ENV = "DEPTHSCALE_BROKERS"
 STATE_ENV = "DEPTHSCALE_STATE"
 REPLICAS_FROM_ENV = "DEPTHSCALE_REPLICAS_FROM"
-REPLICA_SOURCES = ("decisions", "kubernetes")
 _BROKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _STATE_SCHEMES = frozenset({"redis", "rediss", "unix"})
 

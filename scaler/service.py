@@ -22,6 +22,7 @@ its own past decisions (kept in the shared state with their timestamps; replicas
 than ``warmupSeconds`` ago count as warming). With one (``scaler/kube.py``: the ScaledObject's
 target from the Kubernetes API), each fresh evaluation reads the counts alongside the broker and
 passes them on; unknown counts fall back to the policy's own view. docs/scaler.md explains the consequences.
+The observation itself is built by ``policies.observe.observe``, as the simulator builds its own.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from policies.observe import observe
 from policies.queue_depth import QueueDepthPolicy
 from policies.types import Decision, Observation
 from scaler.metadata import MetadataError, ScalerMetadata, parse_metadata
@@ -330,7 +332,12 @@ class ScalerService:
         for _ in range(self.cas_attempts):
             if record is not None and 0 < record.at_s - now <= self.cache_s:
                 return self._adopt(target, record)  # a replica whose clock runs a little ahead
-            observation = _observe(now, depth, counts)
+            observation = observe(
+                now,
+                depth.pending,
+                depth.in_flight,
+                None if counts is None else (counts.ready, counts.warming),
+            )
             state = record.state if record is not None else target.policy.initial_state()
             decision, new_state = target.policy.decide(observation, state)
             expected = record.version if record is not None else None
@@ -441,18 +448,3 @@ class ScalerService:
         await self.store.close()
         if self.replicas is not None:
             await self.replicas.close()
-
-
-def _observe(now: float, depth: Depth, counts: ReplicaCounts | None) -> Observation:
-    """What the policy sees: the broker read and, when known, the target's replicas as the
-    cluster reports them (the policy itself discounts replicas above its last decision, which a
-    scale-down has not removed yet)."""
-    if counts is None:
-        return Observation(at_s=now, pending=depth.pending, in_flight=depth.in_flight)
-    return Observation(
-        at_s=now,
-        pending=depth.pending,
-        in_flight=depth.in_flight,
-        ready=counts.ready,
-        warming=counts.warming,
-    )

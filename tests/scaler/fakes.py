@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from scaler.kube import ReplicaCounts
 from scaler.ports import BrokerUnavailable, Depth, QueueSpec, Record
 
 
@@ -69,3 +70,20 @@ class FakeStore:
 
     async def close(self) -> None:
         pass
+
+
+@dataclass
+class FakeReplicas:
+    """A ``ReplicaSource`` answering ``counts`` (None: unknown, as after an API error) for every
+    ScaledObject, and counting its reads."""
+
+    counts_now: ReplicaCounts | None = None
+    reads: int = 0
+    closed: bool = False
+
+    async def counts(self, namespace: str, scaled_object: str) -> ReplicaCounts | None:
+        self.reads += 1
+        return self.counts_now
+
+    async def close(self) -> None:
+        self.closed = True

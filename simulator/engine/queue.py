@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.engine import kernel
+from simulator.engine.sketch import WaitSketch
 
 F64 = npt.NDArray[np.float64]
 
@@ -43,7 +44,11 @@ class ServingQueue(Protocol):
 
     def release(self, handle: int) -> None: ...
 
-    def start_times(self) -> F64: ...
+    def wait_sketch(self, slo_s: float) -> WaitSketch: ...
+
+    def busy_slot_s(self, end_s: float) -> float: ...
+
+    def served(self) -> float: ...
 
 
 class ModelQueue:
@@ -116,6 +121,26 @@ class ModelQueue:
 
     def start_times(self) -> F64:
         return self.start
+
+    def served(self) -> float:
+        return float(self.head)
+
+    def wait_sketch(self, slo_s: float) -> WaitSketch:
+        """The waits of the requests started so far (FCFS: a prefix of the arrivals)."""
+        sketch = WaitSketch(slo_s)
+        sketch.add(self.start[: self.head] - self.arrival[: self.head])
+        return sketch
+
+    def busy_slot_s(self, end_s: float) -> float:
+        """Slot-seconds of service within the run: each started request's service, cut at
+        ``end_s``. Start times never decrease (FCFS), so only a tail can run past the end."""
+        start, service = self.start[: self.head], self.service[: self.head]
+        total = float(service.sum())
+        if start.size == 0:
+            return total
+        tail = int(np.searchsorted(start, end_s - float(service.max()), side="right"))
+        over = start[tail:] + service[tail:] - end_s
+        return total - float(over[over > 0].sum())
 
     # -- replicas ------------------------------------------------------------------------------
 

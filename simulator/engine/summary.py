@@ -1,63 +1,36 @@
 """From a run's trajectory to the report's figures (``simulator.results``): vectorised numpy.
 
-Served requests are a prefix of each model's arrivals (FCFS: start times never decrease), so
-waits are one subtraction over a slice. Most requests of a well-provisioned run wait 0 s; the
-digest keeps only the positive waits, which is all quantiles need, and merges across models.
+Each queue summarises its waits in a ``WaitSketch`` (bounded memory, 0.5% relative error on
+quantiles; count, mean, max and SLO attainment exact), merged across models.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from simulator.engine.loop import Trajectory
 from simulator.engine.setup import Plan
+from simulator.engine.sketch import WaitSketch
 from simulator.results import PolicyResult, Series, Totals, WaitStats
 
 F64 = npt.NDArray[np.float64]
 QS = (0.5, 0.95, 0.99)
 
 
-@dataclass(frozen=True, slots=True)
-class WaitDigest:
-    """Waits (seconds, all >= 0) of served requests, compressed: ``count`` of them, the
-    ``positive`` ones, their ``total`` and ``max``, and how many are within the SLO."""
+def _merged(parts: list[WaitSketch], slo_s: float) -> WaitSketch:
+    merged = WaitSketch(slo_s)
+    for part in parts:
+        merged.merge(part)
+    return merged
 
-    count: int
-    positive: F64
-    total: float
-    max: float
-    within_slo: int
 
-    @classmethod
-    def of(cls, waits: F64, slo_s: float) -> WaitDigest:
-        if waits.size == 0:
-            return cls(0, np.zeros(0), 0.0, 0.0, 0)
-        return cls(
-            count=int(waits.size),
-            positive=waits[waits > 0.0],
-            total=float(waits.sum()),
-            max=float(waits.max()),
-            within_slo=int(np.count_nonzero(waits <= slo_s)),
-        )
-
-    @classmethod
-    def merge(cls, parts: list[WaitDigest]) -> WaitDigest:
-        return cls(
-            count=sum(p.count for p in parts),
-            positive=np.concatenate([p.positive for p in parts]) if parts else np.zeros(0),
-            total=sum(p.total for p in parts),
-            max=max((p.max for p in parts), default=0.0),
-            within_slo=sum(p.within_slo for p in parts),
-        )
-
-    def stats(self) -> WaitStats:
-        if self.count == 0:
-            return WaitStats(0.0, 0.0, 0.0, 0.0, 0.0)
-        p50, p95, p99 = _quantiles(self.positive, self.count, QS)
-        return WaitStats(self.total / self.count, p50, p95, p99, self.max)
+def sketch_stats(sketch: WaitSketch) -> WaitStats:
+    """Mean, p50/p95/p99 (within the sketch's 0.5% relative error) and max, seconds."""
+    if sketch.count <= 0:
+        return WaitStats(0.0, 0.0, 0.0, 0.0, 0.0)
+    p50, p95, p99 = (sketch.quantile(q) for q in QS)
+    return WaitStats(sketch.mean, p50, p95, p99, sketch.max)
 
 
 def _quantiles(positive: F64, n: int, qs: tuple[float, ...]) -> list[float]:
@@ -90,12 +63,15 @@ def quantiles(waits: F64, qs: tuple[float, ...]) -> list[float]:
 
 def wait_stats(waits: F64) -> WaitStats:
     """Mean, p50/p95/p99 (linear interpolation) and max of ``waits``, seconds; zeros if empty."""
-    return WaitDigest.of(waits, 0.0).stats()
+    if waits.size == 0:
+        return WaitStats(0.0, 0.0, 0.0, 0.0, 0.0)
+    p50, p95, p99 = quantiles(waits, QS)
+    return WaitStats(float(waits.mean()), p50, p95, p99, float(waits.max()))
 
 
 def _totals(
-    waits: WaitDigest,
-    requests: int,
+    waits: WaitSketch,
+    requests: float,
     busy_s: float,
     held_s: float,
     cost: float,
@@ -104,30 +80,21 @@ def _totals(
     scale_events: int,
     launches: int,
 ) -> Totals:
+    served = round(waits.count)
+    arrived = round(requests)
     return Totals(
         cost_usd=cost,
         gpu_hours=gpu_h,
         node_hours=node_h,
         utilization=busy_s / held_s if held_s > 0 else 0.0,
-        wait_s=waits.stats(),
-        slo_attainment=waits.within_slo / requests if requests else 1.0,
-        requests=requests,
-        served=waits.count,
-        unserved=requests - waits.count,
+        wait_s=sketch_stats(waits),
+        slo_attainment=min(waits.within_slo / requests, 1.0) if requests > 0 else 1.0,
+        requests=arrived,
+        served=served,
+        unserved=max(arrived - served, 0),
         scale_events=scale_events,
         node_launches=launches,
     )
-
-
-def _busy_slot_s(start: F64, service: F64, end_s: float) -> float:
-    """Slot-seconds of service within the run: each served request's service, cut at the end.
-    ``start`` is non-decreasing (FCFS), so only a tail can run past the end."""
-    total = float(service.sum())
-    if start.size == 0:
-        return total
-    tail = int(np.searchsorted(start, end_s - float(service.max()), side="right"))
-    over = start[tail:] + service[tail:] - end_s
-    return total - float(over[over > 0].sum())
 
 
 def summarize(name: str, kind: str, plan: Plan, run: Trajectory) -> PolicyResult:
@@ -141,15 +108,13 @@ def summarize(name: str, kind: str, plan: Plan, run: Trajectory) -> PolicyResult
 
     per_model: dict[str, Totals] = {}
     series: dict[str, Series] = {}
-    digests: list[WaitDigest] = []
+    digests: list[WaitSketch] = []
     busy_total = held_total = 0.0
     for m, model in enumerate(plan.models):
         queue = run.queues[m]
-        served = queue.started()
-        start = queue.start_times()[:served]
-        digest = WaitDigest.of(start - model.arrival_s[:served], plan.slo_wait_s)
+        digest = queue.wait_sketch(plan.slo_wait_s)
         digests.append(digest)
-        busy = _busy_slot_s(start, model.service_s[:served], plan.end_s)
+        busy = queue.busy_slot_s(plan.end_s)
         held = cluster.held_slot_s[m]
         busy_total += busy
         held_total += held
@@ -158,7 +123,7 @@ def summarize(name: str, kind: str, plan: Plan, run: Trajectory) -> PolicyResult
         gpus = cluster.pools[pool].spec.gpus_per_node
         per_model[model.name] = _totals(
             digest,
-            int(model.arrival_s.size),
+            model.requests,
             busy,
             held,
             pool_cost[pool] * share,
@@ -167,8 +132,8 @@ def summarize(name: str, kind: str, plan: Plan, run: Trajectory) -> PolicyResult
             run.scale_events[m],
             cluster.launches_by_model[m],
         )
-        arrived = np.searchsorted(model.arrival_s, run.sample_t, side="left")
-        rate = np.diff(arrived, prepend=0).astype(np.float64) / plan.step_s
+        arrived = model.arrived_before(run.sample_t)
+        rate = np.diff(arrived, prepend=0.0) / plan.step_s
         series[model.name] = Series(
             t_s=run.sample_t.copy(),
             arrival_rps=rate,
@@ -178,8 +143,8 @@ def summarize(name: str, kind: str, plan: Plan, run: Trajectory) -> PolicyResult
             nodes=run.nodes[m],
         )
     total = _totals(
-        WaitDigest.merge(digests),
-        sum(int(m.arrival_s.size) for m in plan.models),
+        _merged(digests, plan.slo_wait_s),
+        sum(m.requests for m in plan.models),
         busy_total,
         held_total,
         sum(pool_cost),

@@ -56,6 +56,13 @@ class QueueDepthPolicy:
     def initial_state(self) -> QueueDepthState:
         return QueueDepthState()
 
+    def warm_state(self, replicas: int) -> QueueDepthState:
+        """Its last decision was ``replicas`` and none of them is still warming. The low run and
+        the watched window start at the first observation, as after any restart."""
+        if replicas < 0:
+            raise ValueError(f"replicas must be >= 0, got {replicas}")
+        return QueueDepthState(desired=replicas, warming_from=replicas)
+
     def decide(
         self, observation: Observation, state: QueueDepthState
     ) -> tuple[Decision, QueueDepthState]:

@@ -8,6 +8,9 @@ Two ways to build one:
   hour of the day (or of the week) it holds the replicas that hour's busiest 5-minute window on
   this trace needs, at the same target utilization as the other policies. It has seen the future,
   so it is a generous baseline: a real schedule can only be worse.
+* ``trailing_schedule(arrivals_s, ...)``: a schedule a team can run. Each local day is sized, hour
+  by hour, from the same hour of the previous week(s) of the trace, or of the previous days while
+  no week has passed; it never sees the day it is scored on.
 
 ``at_s`` maps to wall-clock time through ``start_epoch_s`` (the Unix time of ``at_s == 0``; 0 when
 ``at_s`` already is Unix time, as in the live scaler) and a time zone.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 
 import numpy as np
 import numpy.typing as npt
@@ -86,6 +89,10 @@ class SchedulePolicy:
         return len(self.replicas) == HOURS_PER_WEEK
 
     def initial_state(self) -> None:
+        return None
+
+    def warm_state(self, replicas: int) -> None:
+        """Stateless: the clock alone decides."""
         return None
 
     def decide(self, observation: Observation, state: None) -> tuple[Decision, None]:
@@ -239,3 +246,176 @@ def peak_replicas(
         return 0
     _, counts = _window_counts(times, start_epoch_s, window_s)
     return replicas_for_rate(float(counts.max()) / window_s, replica_rps, target_utilization)
+
+
+HISTORY_NONE = "none"  # the first day: no history at all
+HISTORY_DAYS = "days"  # some hour sized from the previous days (no week of history for it yet)
+HISTORY_WEEK = "week"  # every hour sized from the same hour of the previous week(s)
+
+
+@dataclass(frozen=True, slots=True)
+class DatedSchedulePolicy:
+    """Replicas by local calendar day and hour: a schedule that changes from day to day.
+
+    replicas:      per local day from ``first_day``, 24 counts (hour of day, 00:00 first), >= 0.
+                   Instants after the last day use the last day's counts.
+    first_day:     the local date of ``replicas[0]``.
+    history:       per day, what sized it (``HISTORY_NONE``, ``HISTORY_DAYS``, ``HISTORY_WEEK``).
+    start_epoch_s: Unix time (seconds) of ``at_s == 0``.
+    tz:            time zone the days and hours are read in.
+    label:         name in reports and logs.
+    """
+
+    replicas: tuple[tuple[int, ...], ...]
+    first_day: date
+    history: tuple[str, ...] = ()
+    start_epoch_s: float = 0.0
+    tz: tzinfo = UTC
+    label: str = "trailing-schedule"
+
+    def __post_init__(self) -> None:
+        if not self.replicas:
+            raise ScheduleError("replicas: need at least one day")
+        for day, counts in enumerate(self.replicas):
+            if len(counts) != HOURS_PER_DAY:
+                raise ScheduleError(
+                    f"replicas[{day}]: need {HOURS_PER_DAY} entries, got {len(counts)}"
+                )
+            if min(counts) < 0:
+                raise ScheduleError(f"replicas[{day}]: must be >= 0, got {min(counts)}")
+        if self.history and len(self.history) != len(self.replicas):
+            raise ScheduleError(
+                f"history: one entry per day ({len(self.replicas)}), got {len(self.history)}"
+            )
+        if not math.isfinite(self.start_epoch_s):
+            raise ScheduleError(f"start_epoch_s: must be finite, got {self.start_epoch_s}")
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    @property
+    def metric_target(self) -> float:
+        """The metric is the desired replica count, target 1 per replica."""
+        return 1.0
+
+    def initial_state(self) -> None:
+        return None
+
+    def warm_state(self, replicas: int) -> None:
+        """Stateless: the clock alone decides."""
+        return None
+
+    def day_hour(self, at_s: float) -> tuple[int, int]:
+        """(day index into ``replicas``, clamped to the table, and local hour) of ``at_s``."""
+        local = datetime.fromtimestamp(self.start_epoch_s + at_s, self.tz)
+        day = (local.date() - self.first_day).days
+        return min(max(day, 0), len(self.replicas) - 1), local.hour
+
+    def decide(self, observation: Observation, state: None) -> tuple[Decision, None]:
+        day, hour = self.day_hour(observation.at_s)
+        desired = self.replicas[day][hour]
+        when = (self.first_day.toordinal() + day, hour)
+        detail = (
+            f"schedule: {desired} replicas for {date.fromordinal(when[0]).isoformat()} "
+            f"{hour:02d}:00-{hour:02d}:59 ({observation.pending} pending)"
+        )
+        return Decision(desired, Reason.SCHEDULE, detail, float(desired)), None
+
+
+def trailing_schedule(
+    arrivals_s: npt.ArrayLike,
+    *,
+    replica_rps: float,
+    target_utilization: float,
+    span_s: float,
+    first_day_replicas: int,
+    start_epoch_s: float = 0.0,
+    tz: tzinfo = UTC,
+    window_s: float = 300.0,
+    weeks: int = 1,
+    min_replicas: int = 0,
+    max_replicas: int | None = None,
+    label: str = "trailing-schedule",
+) -> DatedSchedulePolicy:
+    """A schedule sized from the past alone, one local day at a time.
+
+    The trace covers ``[0, span_s)`` seconds from ``start_epoch_s``; an hour of a day is
+    *observed* when the trace covers any of it. Hour ``h`` of day ``d`` holds the replicas
+    (``replicas_for_rate``, never below ``min_replicas``) of the busiest ``window_s`` window of:
+
+    1. hour ``h`` on days ``d-7``, ..., ``d-7·weeks`` (those observed), else
+    2. hour ``h`` on the previous days ``d-1``, ..., ``d-7`` (those observed), else
+    3. every observed hour before day ``d`` (the history's peak);
+
+    capped at ``max_replicas`` when given. Day 0, which has no history, holds
+    ``first_day_replicas`` all day (within the same bounds). Nothing at or after the
+    start of day ``d`` sizes day ``d``. The table runs one day past the trace, for the drain."""
+    if weeks < 1:
+        raise ScheduleError(f"weeks: must be >= 1, got {weeks}")
+    if first_day_replicas < 0 or min_replicas < 0:
+        raise ScheduleError("first_day_replicas, min_replicas: must be >= 0")
+    if max_replicas is not None and max_replicas < min_replicas:
+        raise ScheduleError(f"max_replicas: must be >= min_replicas, got {max_replicas}")
+    top = math.inf if max_replicas is None else max_replicas
+    if not window_s > 0 or _QUARTER_HOUR_S % window_s:
+        raise ScheduleError(f"window_s: must divide {_QUARTER_HOUR_S} seconds, got {window_s}")
+    if not (math.isfinite(span_s) and span_s >= 0):
+        raise ScheduleError(f"span_s: must be finite and >= 0, got {span_s}")
+    times = np.asarray(arrivals_s, dtype=np.float64)
+    if times.size and not np.all(np.isfinite(times)):
+        raise ScheduleError("arrivals_s: every arrival time must be finite")
+    first_day = datetime.fromtimestamp(start_epoch_s, tz).date()
+    last_day = datetime.fromtimestamp(start_epoch_s + span_s, tz).date()
+    days = (last_day - first_day).days + 2  # one more for the drain after the trace
+    peaks = np.zeros((days, HOURS_PER_DAY))
+    observed = np.zeros((days, HOURS_PER_DAY), dtype=np.bool_)
+    counts: dict[int, int] = {}
+    inside = times[(times >= 0) & (times < span_s)] if times.size else times
+    if inside.size:
+        ids, found = _window_counts(inside, start_epoch_s, window_s)
+        counts = dict(zip(ids.tolist(), found.tolist(), strict=True))
+    first_id = math.floor(start_epoch_s / window_s)
+    last_id = math.floor((start_epoch_s + max(span_s - 1e-6, 0.0)) / window_s)
+    for window_id in range(first_id, last_id + 1):
+        local = datetime.fromtimestamp(window_id * window_s, tz)
+        day, hour = (local.date() - first_day).days, local.hour
+        if not 0 <= day < days:
+            continue
+        observed[day, hour] = True
+        peaks[day, hour] = max(peaks[day, hour], counts.get(window_id, 0) / window_s)
+
+    def bound(replicas: int) -> int:
+        return int(min(max(replicas, min_replicas), top))
+
+    def size(rate: float) -> int:
+        return bound(replicas_for_rate(rate, replica_rps, target_utilization))
+
+    table: list[tuple[int, ...]] = [(bound(first_day_replicas),) * HOURS_PER_DAY]
+    history = [HISTORY_NONE]
+    for day in range(1, days):
+        row = []
+        weekly = True
+        for hour in range(HOURS_PER_DAY):
+            same_hour = observed[:day, hour]
+            back_weeks = [d for d in range(day - 7, day - 7 * weeks - 1, -7) if d >= 0]
+            source = [d for d in back_weeks if same_hour[d]]
+            if not source:
+                weekly = False
+                source = [d for d in range(max(day - 7, 0), day) if same_hour[d]]
+            if source:
+                rate = float(peaks[source, hour].max())
+            else:
+                seen = observed[:day]
+                rate = float(peaks[:day][seen].max()) if seen.any() else 0.0
+            row.append(size(rate))
+        table.append(tuple(row))
+        history.append(HISTORY_WEEK if weekly else HISTORY_DAYS)
+    return DatedSchedulePolicy(
+        tuple(table),
+        first_day,
+        tuple(history),
+        start_epoch_s=start_epoch_s,
+        tz=tz,
+        label=label,
+    )

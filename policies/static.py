@@ -40,6 +40,10 @@ class StaticPolicy:
     def initial_state(self) -> None:
         return None
 
+    def warm_state(self, replicas: int) -> None:
+        """Stateless: the count is fixed, whatever ran before."""
+        return None
+
     def decide(self, observation: Observation, state: None) -> tuple[Decision, None]:
         detail = f"static: {self.replicas} replicas ({observation.pending} pending)"
         return Decision(self.replicas, Reason.STATIC, detail, float(self.replicas)), None

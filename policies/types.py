@@ -108,4 +108,9 @@ class Policy(Protocol[S]):
 
     def initial_state(self) -> S: ...
 
+    def warm_state(self, replicas: int) -> S:
+        """The state of this policy after running steadily at ``replicas`` (>= 0) replicas, all
+        ready: a simulation's warm start. The live scaler starts from ``initial_state``."""
+        ...
+
     def decide(self, observation: Observation, state: S) -> tuple[Decision, S]: ...

@@ -10,14 +10,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from policies.schedule import (
+    HISTORY_DAYS,
+    HISTORY_NONE,
+    HISTORY_WEEK,
     HOURS_PER_DAY,
     HOURS_PER_WEEK,
+    DatedSchedulePolicy,
     ScheduleError,
     SchedulePolicy,
     business_hours,
     hindsight_schedule,
     peak_replicas,
     replicas_for_rate,
+    trailing_schedule,
     window_peaks,
 )
 from policies.types import Observation, Reason
@@ -228,3 +233,89 @@ def test_more_traffic_never_needs_fewer_replicas(arrivals: list[float], copies: 
     base = hindsight_schedule(arrivals, replica_rps=0.05, target_utilization=0.7)
     more = hindsight_schedule(arrivals * copies, replica_rps=0.05, target_utilization=0.7)
     assert all(m >= b for m, b in zip(more.replicas, base.replicas, strict=True))
+
+
+# -- the trailing schedule: sized from the past alone ---------------------------------------------
+
+ONE_RPS = 1.0  # replica_rps in these tests: one replica serves 1 request/second at utilization 1
+
+
+def _trailing(arrivals: list[float], span_s: float, **kwargs: object) -> DatedSchedulePolicy:
+    args: dict[str, object] = {
+        "replica_rps": ONE_RPS,
+        "target_utilization": 1.0,
+        "span_s": span_s,
+        "first_day_replicas": 2,
+        "start_epoch_s": MONDAY,
+        **kwargs,
+    }
+    return trailing_schedule(arrivals, **args)  # type: ignore[arg-type]
+
+
+def _burst(at_s: float, per_s: int) -> list[float]:
+    """``per_s`` requests per second through the 5-minute window starting at ``at_s``."""
+    return [at_s + k / per_s for k in range(300 * per_s)]
+
+
+def test_trailing_schedule_reads_last_week_then_the_previous_days() -> None:
+    # Monday 10:00 of week one: a burst needing 3 replicas. Tuesday 10:00: 5 replicas.
+    # Next Monday 10:00: 4 replicas (scored, not used for that day).
+    arrivals = _burst(10 * HOUR, 3) + _burst(DAY + 10 * HOUR, 5) + _burst(WEEK + 10 * HOUR, 4)
+    policy = _trailing(arrivals, span_s=9 * DAY)
+    # Monday, day one: no history, the first-day count all day.
+    assert policy.history[0] == HISTORY_NONE
+    assert policy.replicas[0] == (2,) * HOURS_PER_DAY
+    # Tuesday 10:00 has no week behind it: Monday 10:00 (3) sizes it; the burst of Tuesday
+    # itself does not.
+    assert policy.replicas[1][10] == 3
+    assert policy.history[1] == HISTORY_DAYS
+    # Wednesday 10:00: the busier of Monday and Tuesday at 10:00.
+    assert policy.replicas[2][10] == 5
+    # The next Monday has a week behind it: last Monday's 10:00 (3), not Tuesday's 5.
+    assert policy.replicas[7][10] == 3
+    assert policy.history[7] == HISTORY_WEEK
+    # The next Tuesday: last Tuesday's 5.
+    assert policy.replicas[8][10] == 5
+    # decide reads the table by local date and hour.
+    decision, _ = policy.decide(Observation(at_s=7 * DAY + 10.5 * HOUR, pending=0), None)
+    assert decision.desired == 3
+    assert decision.reason is Reason.SCHEDULE
+
+
+def test_trailing_schedule_weeks_takes_the_busiest_of_them() -> None:
+    arrivals = _burst(10 * HOUR, 6) + _burst(WEEK + 10 * HOUR, 2)
+    one = _trailing(arrivals, span_s=15 * DAY, weeks=1)
+    two = _trailing(arrivals, span_s=15 * DAY, weeks=2)
+    assert one.replicas[14][10] == 2  # last week only
+    assert two.replicas[14][10] == 6  # the busier of the last two weeks
+
+
+def test_trailing_schedule_respects_replica_bounds() -> None:
+    arrivals = _burst(10 * HOUR, 9)
+    policy = _trailing(arrivals, span_s=3 * DAY, min_replicas=1, max_replicas=4)
+    assert policy.replicas[1][10] == 4
+    assert min(min(day) for day in policy.replicas) >= 1
+
+
+@given(
+    st.lists(st.floats(0.0, 10 * DAY, allow_nan=False), max_size=300),
+    st.integers(1, 9),
+    st.lists(st.floats(0.0, 1.0), max_size=100),
+    st.sampled_from([UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30))]),
+)
+def test_trailing_schedule_never_sees_the_day_it_sizes(
+    arrivals: list[float], day: int, noise: list[float], tz: timezone
+) -> None:
+    # Whatever arrives at or after the start of local day ``day`` (replaced here by other
+    # traffic) cannot change the replicas of that day or any earlier one.
+    span = 11 * DAY
+    base = _trailing(arrivals, span_s=span, tz=tz)
+    day_start = (
+        datetime.combine(base.first_day + timedelta(days=day), datetime.min.time(), tz).timestamp()
+        - MONDAY
+    )
+    before = [a for a in arrivals if a < day_start]
+    after = [day_start + x * (span - day_start) for x in noise]
+    changed = _trailing(before + after, span_s=span, tz=tz)
+    assert changed.replicas[: day + 1] == base.replicas[: day + 1]
+    assert changed.history == base.history

@@ -21,13 +21,23 @@ Kinds and their ``params`` (all optional unless said otherwise):
                        model -> such a list.
 ``hindsight-schedule`` per hour of day (``weekly: true``: of week) the replicas that hour's
                        busiest ``window_s`` (300) window on this trace needs, in ``timezone``.
+                       The oracle: it has seen the whole trace.
+``trailing-schedule``  per local day and hour, the replicas the busiest ``window_s`` window of
+                       the same hour in the previous ``weeks`` (1) week(s) of this trace needs;
+                       before a week of history, the same hour of the previous days; on the
+                       first day, with no history, the opening traffic's replicas (below). It
+                       never sees the day it is scored on (``policies.schedule.trailing_schedule``).
 ``static-peak``        the replicas the trace's busiest ``window_s`` window needs, all the time.
 ``static``             ``replicas`` (required): an integer, for every model.
 
 Sizing from the trace uses each model's replica throughput on this trace (``max_concurrency``
-divided by the mean service time of its requests) at ``target_utilization`` (0.8 by default:
-the same 80% ceiling the warm node buffer keeps a pool at), clamped to the model's
-``minReplicas``..``maxReplicas``. Wall-clock hours come from the trace's ``epoch_s``.
+divided by the mean service time of its requests) at ``target_utilization`` (the scenario's,
+0.8 by default: the same 80% ceiling the warm node buffer keeps a pool at), clamped to the
+model's ``minReplicas``..``maxReplicas``. Wall-clock hours come from the trace's ``epoch_s``.
+
+The opening traffic is the trace's first ``OPENING_S`` seconds: ``opening_replicas`` sizes it
+the same way. Reactive policies start a warm run with that many replicas, and the trailing
+schedule holds it on its first day.
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from policies.schedule import (
     hindsight_schedule,
     peak_replicas,
     replicas_for_rate,
+    trailing_schedule,
     window_peaks,
 )
 from policies.static import StaticError, StaticPolicy
@@ -57,8 +68,11 @@ from policies.types import Policy
 from simulator.scenario import ModelSpec, PolicySpec, Scenario
 from simulator.traces.trace import F64, Trace
 
-DEFAULT_TARGET_UTILIZATION = 0.8
 DEFAULT_WINDOW_S = 300.0
+OPENING_S = 600.0
+"""Seconds of traffic at the trace start that the warm start of reactive policies (and the
+trailing schedule's first day) is sized for: long enough to average out single bursts, short
+enough to be the traffic the fleet was serving when the trace began."""
 
 ModelPolicies = dict[str, Policy[Any]]
 PolicyEntry = tuple[str, str, ModelPolicies]
@@ -97,6 +111,7 @@ class _Demand:
 
     def __init__(self, scenario: Scenario, trace: Trace) -> None:
         self.epoch_s = trace.epoch_s
+        self.span_s = trace.duration_s
         index = scenario.trace_model_index(trace.models) if trace.models else np.zeros(0, np.int32)
         of_request = index[trace.model] if len(trace) else np.zeros(0, np.int32)
         self.arrivals: dict[str, F64] = {}
@@ -129,7 +144,7 @@ def _build(spec: PolicySpec, scenario: Scenario, demand: _Demand) -> ModelPolici
             _no_more(params, where)
             return {m: StaticPolicy(n, label=spec.name) for m, n in counts.items()}
         util = _float(
-            params.pop("target_utilization", DEFAULT_TARGET_UTILIZATION),
+            params.pop("target_utilization", scenario.target_utilization),
             f"{where}.target_utilization",
         )
         window_s = _float(params.pop("window_s", DEFAULT_WINDOW_S), f"{where}.window_s")
@@ -147,6 +162,29 @@ def _build(spec: PolicySpec, scenario: Scenario, demand: _Demand) -> ModelPolici
                 out[m] = StaticPolicy(_clamp(model, need), label=spec.name)
             return out
         tz = _zone(params.pop("timezone", "UTC"), f"{where}.timezone")
+        if spec.kind == "trailing-schedule":
+            weeks = _checked(int, params.pop("weeks", 1), f"{where}.weeks")
+            _no_more(params, where)
+            out = {}
+            for m, model in scenario.models.items():
+                config = model.policy.to_policy_config()
+                rps = demand.replica_rps[m]
+                opening = opening_replicas(demand.arrivals[m], rps, util, demand.span_s)
+                out[m] = trailing_schedule(
+                    demand.arrivals[m],
+                    replica_rps=rps,
+                    target_utilization=util,
+                    span_s=demand.span_s,
+                    first_day_replicas=_clamp(model, opening),
+                    start_epoch_s=demand.epoch_s,
+                    tz=tz,
+                    window_s=window_s,
+                    weeks=weeks,
+                    min_replicas=config.min_replicas,
+                    max_replicas=config.max_replicas,
+                    label=spec.name,
+                )
+            return out
         if spec.kind == "hindsight-schedule":
             weekly = bool(params.pop("weekly", False))
             _no_more(params, where)
@@ -277,6 +315,22 @@ def _schedule(
             label=spec.name,
         )
     return out
+
+
+def opening_window_s(span_s: float) -> float:
+    """The opening traffic's window: the first ``OPENING_S`` seconds, or the whole span of a
+    shorter trace."""
+    return min(OPENING_S, span_s) if span_s > 0 else OPENING_S
+
+
+def opening_replicas(
+    arrivals_s: F64, replica_rps: float, target_utilization: float, span_s: float
+) -> int:
+    """Replicas the opening traffic needs: its arrival rate (requests/second) at
+    ``target_utilization`` of ``replica_rps`` per replica."""
+    window = opening_window_s(span_s)
+    opening = int(np.count_nonzero(np.asarray(arrivals_s) < window))
+    return replicas_for_rate(opening / window, replica_rps, target_utilization)
 
 
 def _clamp(model: ModelSpec, replicas: int) -> int:

@@ -405,7 +405,13 @@ class ControlPlane(_Strict):
 
 
 PolicyKind = Literal[
-    "depthscale", "keda-native", "schedule", "hindsight-schedule", "static-peak", "static"
+    "depthscale",
+    "keda-native",
+    "schedule",
+    "hindsight-schedule",
+    "trailing-schedule",
+    "static-peak",
+    "static",
 ]
 
 
@@ -460,6 +466,7 @@ def _default_policies() -> tuple[PolicySpec, ...]:
         PolicySpec(name="seed-rule", kind="depthscale", params={"preset": "seed"}),
         PolicySpec(name="keda-native", kind="keda-native", control_plane=kubernetes_defaults()),
         PolicySpec(name="business-hours", kind="schedule"),
+        PolicySpec(name="trailing-schedule", kind="trailing-schedule"),
         PolicySpec(name="hindsight-schedule", kind="hindsight-schedule"),
         PolicySpec(name="static-peak", kind="static-peak"),
     )
@@ -470,17 +477,26 @@ class Simulation(_Strict):
 
     duration_s:      simulate this many seconds from the trace start, None = whole trace.
     sample_every_s:  interval of the time series in the report, seconds, > 0.
+    warm_start:      every policy starts with the replicas it would run at t=0, already serving
+                     (schedules and static counts provisioned, reactive policies sized for the
+                     opening traffic); false starts every policy cold, with no replicas or nodes.
     """
 
     duration_s: PositiveFloat | None = None
     sample_every_s: PositiveFloat = 60.0
+    warm_start: bool = True
 
 
 class Scenario(_Strict):
     """The whole models file. ``models`` and ``node_pools`` are YAML mappings keyed by name.
 
-    slo_wait_s: a request meets the SLO when its queue wait is at most this, seconds, >= 0.
-    seed:       seed for every random draw (start-up times, spot interruptions, thinning).
+    slo_wait_s:         a request meets the SLO when its queue wait is at most this, seconds,
+                        >= 0.
+    slo_attainment:     a policy meets the SLO when at least this share of every model's
+                        requests meets it, in (0, 1].
+    target_utilization: the busy share of a replica's batch slots that capacity is sized for, in
+                        (0, 1]: trace-sized baselines, the warm start and the fluid ideal.
+    seed:               seed for every random draw (start-up times, spot interruptions, thinning).
     """
 
     version: Literal[1] = 1
@@ -488,6 +504,8 @@ class Scenario(_Strict):
     node_pools: dict[str, NodePoolSpec]
     control_plane: ControlPlane = ControlPlane()
     slo_wait_s: NonNegFloat = 30.0
+    slo_attainment: float = Field(0.99, gt=0, le=1)
+    target_utilization: float = Field(0.8, gt=0, le=1)
     policies: tuple[PolicySpec, ...] = Field(default_factory=_default_policies)
     seed: int = 0
     simulation: Simulation = Simulation()
@@ -684,7 +702,7 @@ def default_scenario(model_names: Sequence[str]) -> Scenario:
     (``includeUnacked``) against 200 of the 256 slots (``replicaConcurrency``), and the KEDA/HPA
     settings depthscale's ScaledObjects use (``depthscale_control_plane``). Compared: depthscale,
     the seed's rule as first stated, KEDA-native on Kubernetes defaults, business hours, the
-    hindsight schedule and static peak.
+    trailing schedule (sized from the previous week), the hindsight schedule and static peak.
     """
     if not model_names:
         raise ValueError("default_scenario needs at least one model name")

@@ -72,6 +72,7 @@ def test_default_list_gives_one_policy_per_model() -> None:
         ("seed-rule", "depthscale"),
         ("keda-native", "keda-native"),
         ("business-hours", "schedule"),
+        ("trailing-schedule", "trailing-schedule"),
         ("hindsight-schedule", "hindsight-schedule"),
         ("static-peak", "static-peak"),
     ]

@@ -69,6 +69,7 @@ def test_default_scenario_writes_the_report(tmp_path: Path) -> None:
         "seed-rule",
         "keda-native",
         "business-hours",
+        "trailing-schedule",
         "hindsight-schedule",
         "static-peak",
     ]

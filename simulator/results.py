@@ -13,6 +13,9 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 
+TIME_BASED_KINDS = ("schedule", "trailing-schedule", "hindsight-schedule")
+"""Policy kinds that scale on the clock: every saving in the report is measured against these."""
+
 
 @dataclass(frozen=True, slots=True)
 class WaitStats:
@@ -81,7 +84,7 @@ class PolicyResult:
     """One policy's run over the whole trace.
 
     name/kind:        as in the scenario's policy list (kind: depthscale, keda-native, schedule,
-                      hindsight-schedule, static-peak, static).
+                      trailing-schedule, hindsight-schedule, static-peak, static).
     total:            summed over models.
     per_model:        model name -> its figures.
     series:           model name -> its time series.
@@ -110,6 +113,13 @@ class SimulationResult:
     step_s:       sampling step of the series, seconds.
     policies:     one result per policy, in scenario order.
     assumptions:  human-readable lines naming defaults the run used (GPU type, prices, delays).
+    slo_attainment: a policy meets the SLO when every model's ``slo_attainment`` is at least
+                  this, 0..1.
+    ideal_cost_usd: model name -> its fluid ideal, USD: its requests' total service time over a
+                  replica's slots at the target utilization, at the price of a replica-hour
+                  (what perfectly elastic capacity would cost); empty when not computed.
+    warnings:     sentences on what limits the comparison (a trace too short, a baseline
+                  without history), shown near the top of the report.
     """
 
     trace: str
@@ -119,3 +129,6 @@ class SimulationResult:
     step_s: float
     policies: list[PolicyResult]
     assumptions: list[str] = field(default_factory=list)
+    slo_attainment: float = 0.99
+    ideal_cost_usd: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)

@@ -20,8 +20,8 @@ from rich.table import Table
 
 from simulator.policyset import PolicyEntry, PolicySetError, build_policies
 from simulator.report import savings_table, write_report
-from simulator.report.summary import TIME_BASED_KINDS
-from simulator.results import SimulationResult
+from simulator.report.verdict import ideal_total, misses, verdict, vs_ideal
+from simulator.results import TIME_BASED_KINDS, SimulationResult
 from simulator.scenario import Scenario, ScenarioError, default_scenario, load_scenario
 from simulator.traces.trace import Trace
 
@@ -99,14 +99,17 @@ def summary_table(result: SimulationResult) -> Table:
     savings = savings_table(result.policies)
     table = Table(title=f"{result.trace} — SLO: wait ≤ {result.slo_wait_s:g} s")
     table.add_column("policy")
-    for header in ("cost (USD)", "p95 wait (s)", "SLO met", "unserved"):
+    for header in ("cost (USD)", "× ideal", "p95 wait (s)", "SLO met", "unserved"):
         table.add_column(header, justify="right")
     for base in bases:
         table.add_column(f"vs {base}", justify="right")
+    ideal = ideal_total(result)
     for p in result.policies:
+        times = vs_ideal(p.total.cost_usd, ideal)
         cells = [
             p.name,
             f"{p.total.cost_usd:,.2f}",
+            "n/a" if times is None else f"{times:.2f}×",
             f"{p.total.wait_s.p95:,.1f}" if math.isfinite(p.total.wait_s.p95) else "n/a",
             f"{100 * p.total.slo_attainment:.1f}%",
             f"{p.total.unserved:,}",
@@ -158,6 +161,8 @@ def run_command(
         result = simulate_to(trace, scenario, scenario_name, out_dir, names, None, runner)
     probe = Console()
     out = probe if probe.is_terminal else Console(width=140)  # files and pipes: no truncation
+    for line in (verdict(result), *misses(result), *(f"Warning: {w}" for w in result.warnings)):
+        out.print(line, highlight=False, markup=False)
     out.print(summary_table(result))
     out.print(f"Report: {out_dir / 'report.html'} (also report.md, report.json)")
     return result

@@ -22,7 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use(): the backend must be chosen first
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.text import Annotation, Text
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 MAX_POINTS = 1200
 _STYLE: dict[Any, Any] = {
@@ -134,34 +136,134 @@ def _panel(
         ax.step(x, v, style, where="post", color=color, label=label, linewidth=1.1)
 
 
-def cost_wait_figure(policies: Sequence[PolicyResult], slo_wait_s: float) -> str:
+MARKER_AREA = 60.0  # scatter marker area, points^2
+_RINGS = (16.0, 28.0, 42.0, 58.0, 76.0)  # leader-line distances tried, points
+_DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0))
+
+
+def cost_wait_figure(
+    policies: Sequence[PolicyResult], slo_wait_s: float, ideal_usd: float | None = None
+) -> str:
     """Every policy as one point: total cost (USD, x) against p95 queue wait (seconds, y), with
-    the SLO as a horizontal line. Down and to the left is better."""
+    the SLO as a horizontal line and the fluid ideal as a vertical one. Down and to the left is
+    better; no two labels overlap (``cost_wait_plot``)."""
     with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(9, 4.2))
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        points: dict[tuple[float, float], list[str]] = {}
-        for policy in policies:
-            cost, p95 = policy.total.cost_usd, policy.total.wait_s.p95
-            if math.isfinite(cost) and math.isfinite(p95):
-                points.setdefault((round(cost, 2), round(p95, 1)), []).append(policy.name)
-        # Policies landing on the same point share one dot and one label.
-        for i, ((cost, p95), names) in enumerate(points.items()):
-            ax.scatter([cost], [p95], s=60, color=colors[i % len(colors)], zorder=3)
-            ax.annotate(
-                ", ".join(names), (cost, p95), textcoords="offset points", xytext=(6, 5),
-                fontsize=8,
-            )  # fmt: skip
-        top = max([p95 for _, p95 in points] + [slo_wait_s]) * 1.15 or 1.0
-        right = max([cost for cost, _ in points] + [0.0]) * 1.25 or 1.0
-        ax.axhline(slo_wait_s, color="grey", linestyle=":", linewidth=1)
+        fig, _, _ = cost_wait_plot(policies, slo_wait_s, ideal_usd)
+        return _svg(fig)
+
+
+def cost_wait_plot(
+    policies: Sequence[PolicyResult], slo_wait_s: float, ideal_usd: float | None = None
+) -> tuple[Figure, Axes, list[Text]]:
+    """The cost-versus-wait chart, with its point labels placed so that none overlaps another
+    label, a point or the reference lines' captions (returned for inspection).
+
+    Policies landing on the same point share one dot and one label. Each label tries spots next
+    to its dot, then farther out with a leader line; a label that finds no free spot goes to a
+    column right of the plot, with a leader line to its dot."""
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    points: dict[tuple[float, float], list[str]] = {}
+    for policy in policies:
+        cost, p95 = policy.total.cost_usd, policy.total.wait_s.p95
+        if math.isfinite(cost) and math.isfinite(p95):
+            points.setdefault((round(cost, 2), round(p95, 1)), []).append(policy.name)
+    for i, (cost, p95) in enumerate(points):
+        ax.scatter([cost], [p95], s=MARKER_AREA, color=colors[i % len(colors)], zorder=3)
+    ideal = ideal_usd if ideal_usd is not None and ideal_usd > 0 else None
+    top = max([p95 for _, p95 in points] + [slo_wait_s]) * 1.15 or 1.0
+    right = max([cost for cost, _ in points] + [ideal or 0.0]) * 1.25 or 1.0
+    ax.axhline(slo_wait_s, color="grey", linestyle=":", linewidth=1)
+    captions = [
         ax.annotate(
             f"SLO {slo_wait_s:g} s", (0, slo_wait_s), xycoords=("axes fraction", "data"),
             textcoords="offset points", xytext=(4, 3), fontsize=7, color="grey",
+        )
+    ]  # fmt: skip
+    if ideal is not None:
+        ax.axvline(ideal, color="green", linestyle="--", linewidth=1)
+        captions.append(
+            ax.annotate(
+                f"fluid ideal ${ideal:,.2f}", (ideal, 1), xycoords=("data", "axes fraction"),
+                textcoords="offset points", xytext=(3, -3), ha="left", va="top", fontsize=7,
+                color="green",
+            )
         )  # fmt: skip
-        ax.set_xlabel("cost (USD)")
-        ax.set_ylabel("p95 queue wait (s)")
-        ax.set_xlim(-0.02 * right, right)
-        ax.set_ylim(-0.04 * top, top)
-        ax.set_title("cost against p95 wait: lower left is better", loc="left")
-        return _svg(fig)
+    ax.set_xlabel("cost (USD)")
+    ax.set_ylabel("p95 queue wait (s)")
+    ax.set_xlim(-0.02 * right, right)
+    ax.set_ylim(-0.04 * top, top)
+    ax.set_title("cost against p95 wait: lower left is better", loc="left")
+    labels = _place_labels(
+        fig, ax, [(xy, ", ".join(names)) for xy, names in points.items()], captions
+    )
+    return fig, ax, labels
+
+
+def text_extent(label: Text, renderer: Any) -> Bbox:
+    """The display box of a label's text alone (an annotation's own extent includes its leader
+    line), pixels."""
+    if isinstance(label, Annotation):
+        label.update_positions(renderer)  # the text's place follows from its anchor and offset
+    return Text.get_window_extent(label, renderer)
+
+
+def _overlaps(a: Bbox, b: Bbox, pad: float = 1.0) -> bool:
+    return bool(a.x0 < b.x1 + pad and b.x0 < a.x1 + pad and a.y0 < b.y1 + pad and b.y0 < a.y1 + pad)
+
+
+def _place_labels(
+    fig: Figure,
+    ax: Axes,
+    points: list[tuple[tuple[float, float], str]],
+    captions: Sequence[Text],
+) -> list[Text]:
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    points_px = fig.dpi / 72.0
+    radius = math.sqrt(MARKER_AREA) / 2 * points_px + 1.0
+    taken: list[Bbox] = [c.get_window_extent(renderer) for c in captions]
+    for xy in (xy for xy, _ in points):
+        px, py = ax.transData.transform(xy)
+        taken.append(Bbox.from_extents(px - radius, py - radius, px + radius, py + radius))
+    frame = fig.bbox
+    candidates = [(6.0, 5.0), (6.0, -5.0), (-6.0, 5.0), (-6.0, -5.0), (0.0, 8.0), (0.0, -8.0)]
+    candidates += [(ux * r, uy * r) for r in _RINGS for ux, uy in _DIRECTIONS]
+    placed: list[Text] = []
+    spill: list[tuple[tuple[float, float], str]] = []
+    # Left to right, so that crowded clusters fill outwards in a stable order.
+    for xy, text in sorted(points):
+        label = None
+        for dx, dy in candidates:
+            far = abs(dx) > 10 or abs(dy) > 10
+            trial = ax.annotate(
+                text, xy, textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6} if far else None,
+            )  # fmt: skip
+            box = text_extent(trial, renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
+            if inside and box.y1 <= frame.y1 and not any(_overlaps(box, t) for t in taken):
+                label = trial
+                taken.append(box)
+                break
+            trial.remove()
+        if label is None:
+            spill.append((xy, text))
+        else:
+            placed.append(label)
+    # No free spot near the dot: a column right of the plot, one row per label, top down.
+    x_px = max([ax.bbox.x1] + [t.x1 for t in taken]) + 8.0
+    y_px = ax.bbox.y1
+    for xy, text in spill:
+        x_ax, y_ax = ax.transAxes.inverted().transform((x_px, y_px))
+        label = ax.annotate(
+            text, xy, xytext=(x_ax, y_ax), textcoords="axes fraction", fontsize=8,
+            ha="left", va="top", annotation_clip=False,
+            arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6},
+        )  # fmt: skip
+        box = text_extent(label, renderer)
+        taken.append(box)
+        y_px = box.y0 - 3.0
+        placed.append(label)
+    return placed

@@ -7,11 +7,13 @@ from simulator.report.summary import models_of
 from simulator.report.text import (
     HOW_TO_READ,
     Table,
+    ideal_sentences,
     model_table,
     savings_sentences,
     span,
     summary_table,
 )
+from simulator.report.verdict import misses, verdict
 from simulator.results import SimulationResult
 
 
@@ -31,21 +33,28 @@ def render_markdown(result: SimulationResult) -> str:
     lines = [
         "# depthscale simulation report",
         "",
+        f"**{verdict(result)}**",
+        "",
+        *(f"- **SLO missed.** {line}" for line in misses(result)),
+        *(f"- **Warning.** {line}" for line in result.warnings),
+        *([""] if misses(result) or result.warnings else []),
         f"- Trace: {result.trace}",
         f"- Simulated: {span(result.duration_s)} ({result.duration_s:,.0f} s), seed {result.seed}",
-        f"- Queue-wait SLO: {result.slo_wait_s:g} s",
+        f"- Queue-wait SLO: {result.slo_wait_s:g} s for at least "
+        f"{100 * result.slo_attainment:g}% of every model's requests",
         "",
         "## Policies compared",
         "",
-        *_table(summary_table(result.policies)),
+        *_table(summary_table(result)),
         "",
+        *(f"{line}\n" for line in ideal_sentences(result)),
         "## Savings versus time-based scaling",
         "",
         *(f"- {line}" for line in savings_sentences(result)),
         "",
     ]
     for model in models_of(result.policies):
-        lines += [f"## Model {model}", "", *_table(model_table(result.policies, model)), ""]
+        lines += [f"## Model {model}", "", *_table(model_table(result, model)), ""]
     lines += ["## How to read this", "", *(f"- {line}" for line in HOW_TO_READ), ""]
     lines += ["## Assumptions", ""]
     lines += [f"- {a}" for a in result.assumptions] or ["- (none recorded)"]

@@ -10,11 +10,13 @@ from simulator.report.summary import models_of
 from simulator.report.text import (
     HOW_TO_READ,
     Table,
+    ideal_sentences,
     model_table,
     savings_sentences,
     span,
     summary_table,
 )
+from simulator.report.verdict import ideal_total, misses, verdict
 from simulator.results import SimulationResult
 
 _CSS = """
@@ -29,6 +31,8 @@ th:first-child, td:first-child { text-align: left; font-weight: 600; }
 th { background: #f4f5f7; white-space: normal; vertical-align: bottom; }
 .meta { color: #555; } .figure svg { max-width: 100%; height: auto; }
 .savings li { margin: .3em 0; }
+.verdict { font-size: 1.1em; font-weight: 600; margin: .6em 0; }
+.miss { color: #a40e26; } .warning { color: #7a4d00; }
 """
 
 
@@ -46,6 +50,14 @@ def _items(lines: list[str], css_class: str = "") -> str:
     return f"<ul{attr}>" + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>"
 
 
+def _flagged(lines: list[str], css_class: str, label: str) -> str:
+    """A list of flagged sentences (SLO misses, warnings); nothing when there are none."""
+    if not lines:
+        return ""
+    items = "".join(f"<li><strong>{label}</strong> {escape(line)}</li>" for line in lines)
+    return f'<ul class="{css_class}">{items}</ul>'
+
+
 def render_html(result: SimulationResult) -> str:
     parts = [
         "<!DOCTYPE html>",
@@ -54,21 +66,26 @@ def render_html(result: SimulationResult) -> str:
         "<title>depthscale simulation report</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>depthscale simulation report</h1>",
+        f'<p class="verdict">{escape(verdict(result))}</p>',
+        _flagged(misses(result), "miss", "SLO missed."),
+        _flagged(result.warnings, "warning", "Warning."),
         f'<p class="meta">Trace: {escape(result.trace)}<br>'
         f"Simulated {escape(span(result.duration_s))} ({result.duration_s:,.0f} s), "
-        f"seed {result.seed}, queue-wait SLO {result.slo_wait_s:g} s.</p>",
+        f"seed {result.seed}, queue-wait SLO {result.slo_wait_s:g} s for at least "
+        f"{100 * result.slo_attainment:g}% of every model's requests.</p>",
         "<h2>Policies compared</h2>",
-        _table(summary_table(result.policies)),
+        _table(summary_table(result)),
+        "".join(f"<p>{escape(line)}</p>" for line in ideal_sentences(result)),
         "<h2>Savings versus time-based scaling</h2>",
         _items(savings_sentences(result), "savings"),
         '<div class="figure">',
-        cost_wait_figure(result.policies, result.slo_wait_s),
+        cost_wait_figure(result.policies, result.slo_wait_s, ideal_total(result)),
         "</div>",
         "<h2>How to read this</h2>",
         _items(HOW_TO_READ),
     ]
     for model in models_of(result.policies):
-        parts += [f"<h2>Model {escape(model)}</h2>", _table(model_table(result.policies, model))]
+        parts += [f"<h2>Model {escape(model)}</h2>", _table(model_table(result, model))]
     parts.append("<h2>Over time, per policy</h2>")
     parts.append(
         "<p>Arrival rate, queue depth, replicas (dashed: desired by the HPA, solid: ready) and "

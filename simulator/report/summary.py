@@ -9,12 +9,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from simulator.results import PolicyResult, SimulationResult, Totals
+from simulator.report.verdict import headline, ideal_of, meets, meets_slo, vs_ideal, winner
+from simulator.results import TIME_BASED_KINDS, PolicyResult, SimulationResult, Totals
 
-TIME_BASED_KINDS = ("schedule", "hindsight-schedule")
-"""Policy kinds that scale on the clock: every saving in the report is measured against these."""
+__all__ = ["TIME_BASED_KINDS", "baselines", "report_document", "savings_pct", "savings_table"]
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 
 
 def baselines(policies: Sequence[PolicyResult]) -> list[str]:
@@ -87,34 +87,51 @@ def report_document(result: SimulationResult) -> dict[str, Any]:
     """The report.json document.
 
     ``policies`` maps each policy name (run order) to its totals, ``savings_pct`` (baseline name
-    -> percent, null when the baseline cost nothing), ``reasons`` (decision reason -> count) and
-    ``models`` (model name -> the same figures for that model alone)."""
+    -> percent, null when the baseline cost nothing), ``reasons`` (decision reason -> count),
+    ``ideal_cost_usd`` (the run's fluid ideal), ``cost_vs_ideal`` (cost / ideal), ``meets_slo``
+    (every model met the attainment target) and ``models`` (model name -> the same figures for
+    that model alone, against its own ideal). The top level adds the ``verdict`` (the policy to
+    pick, or null, and the headline sentences) and the ``warnings``."""
     policies = result.policies
+    target = result.slo_attainment
     total_savings = savings_table(policies)
     per_model_savings = {m: savings_table(policies, m) for m in models_of(policies)}
+    ideal = ideal_of(result)
     out: dict[str, Any] = {}
     for p in policies:
         models = {}
         for model, totals in p.per_model.items():
+            model_ideal = ideal_of(result, model)
             models[model] = {
                 **totals_dict(totals),
                 "savings_pct": per_model_savings[model][p.name],
+                "ideal_cost_usd": model_ideal,
+                "cost_vs_ideal": vs_ideal(totals.cost_usd, model_ideal),
+                "meets_slo": meets(totals, target),
             }
         out[p.name] = {
             "kind": p.kind,
             **totals_dict(p.total),
             "savings_pct": total_savings[p.name],
+            "ideal_cost_usd": ideal,
+            "cost_vs_ideal": vs_ideal(p.total.cost_usd, ideal),
+            "meets_slo": meets_slo(p, target),
             "reasons": dict(sorted(p.reasons.items())),
             "models": models,
         }
+    best = winner(result)
     return {
         "version": REPORT_VERSION,
         "trace": result.trace,
         "seed": result.seed,
         "duration_s": result.duration_s,
         "slo_wait_s": result.slo_wait_s,
+        "slo_attainment": target,
         "step_s": result.step_s,
         "baselines": baselines(policies),
+        "ideal_cost_usd": ideal,
+        "verdict": {"policy": None if best is None else best.name, "lines": headline(result)},
+        "warnings": list(result.warnings),
         "policies": out,
         "assumptions": list(result.assumptions),
     }

@@ -6,10 +6,10 @@ Numbers are formatted once here, so the two files always say the same thing.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
-from simulator.report.summary import TIME_BASED_KINDS, savings_table
-from simulator.results import PolicyResult, SimulationResult, Totals
+from simulator.report.summary import savings_table
+from simulator.report.verdict import ideal_of, meets, vs_ideal
+from simulator.results import TIME_BASED_KINDS, SimulationResult, Totals
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -44,6 +44,7 @@ def span(duration_s: float) -> str:
 
 _HEADERS = [
     "cost",
+    "× ideal",
     "GPU-h",
     "util.",
     "p50 wait",
@@ -51,16 +52,23 @@ _HEADERS = [
     "p99 wait",
     "max wait",
     "SLO met",
+    "meets SLO",
     "unserved",
     "scale events",
     "node launches",
 ]
 
 
-def _figures(totals: Totals) -> list[str]:
+def ratio(value: float | None) -> str:
+    """A multiple of the fluid ideal."""
+    return "n/a" if value is None else f"{value:.2f}×"
+
+
+def _figures(totals: Totals, ideal_usd: float | None, target: float) -> list[str]:
     wait = totals.wait_s
     return [
         usd(totals.cost_usd),
+        ratio(vs_ideal(totals.cost_usd, ideal_usd)),
         f"{totals.gpu_hours:,.1f}",
         share(totals.utilization),
         seconds(wait.p50),
@@ -68,34 +76,63 @@ def _figures(totals: Totals) -> list[str]:
         seconds(wait.p99),
         seconds(wait.max),
         share(totals.slo_attainment),
+        "yes" if meets(totals, target) else "NO",
         f"{totals.unserved:,}",
         f"{totals.scale_events:,}",
         f"{totals.node_launches:,}",
     ]
 
 
-def summary_table(policies: Sequence[PolicyResult]) -> Table:
-    """One row per policy: its totals and its savings against each time-based baseline."""
+def summary_table(result: SimulationResult) -> Table:
+    """One row per policy: its totals and its savings against each time-based baseline. "meets
+    SLO" is the total's; the verdict asks it of every model (``verdict.meets_slo``)."""
+    policies = result.policies
     savings = savings_table(policies)
     bases = [p.name for p in policies if p.kind in TIME_BASED_KINDS]
     headers = ["policy", *_HEADERS, *(f"saves vs {b}" for b in bases)]
+    ideal, target = ideal_of(result), result.slo_attainment
     rows = [
-        [p.name, *_figures(p.total), *(saving(savings[p.name][b]) for b in bases)] for p in policies
+        [p.name, *_figures(p.total, ideal, target), *(saving(savings[p.name][b]) for b in bases)]
+        for p in policies
     ]
     return headers, rows
 
 
-def model_table(policies: Sequence[PolicyResult], model: str) -> Table:
+def model_table(result: SimulationResult, model: str) -> Table:
     """One row per policy for one model."""
+    policies = result.policies
     savings = savings_table(policies, model)
     bases = [p.name for p in policies if p.kind in TIME_BASED_KINDS]
     headers = ["policy", *_HEADERS, *(f"saves vs {b}" for b in bases)]
+    ideal, target = ideal_of(result, model), result.slo_attainment
     rows = [
-        [p.name, *_figures(p.per_model[model]), *(saving(savings[p.name][b]) for b in bases)]
+        [
+            p.name,
+            *_figures(p.per_model[model], ideal, target),
+            *(saving(savings[p.name][b]) for b in bases),
+        ]
         for p in policies
         if model in p.per_model
     ]
     return headers, rows
+
+
+def ideal_sentences(result: SimulationResult) -> list[str]:
+    """The fluid ideal in words, per model and in total, and what it assumes."""
+    total = ideal_of(result)
+    if total is None:
+        return ["The fluid ideal was not computed for this run."]
+    lines = [
+        f"Fluid ideal: {usd(total)}. It is what perfectly elastic capacity would cost: every "
+        "request's service time spread over a replica's batch slots at the target utilization, "
+        "billed per replica-hour (node price × GPUs per replica / GPUs per node), with no "
+        "warm-up, no idle GPU and no queue. The × ideal column divides each cost by it."
+    ]
+    if len(result.ideal_cost_usd) > 1:
+        lines.append(
+            "Per model: " + ", ".join(f"{m} {usd(v)}" for m, v in result.ideal_cost_usd.items())
+        )
+    return lines
 
 
 def savings_sentences(result: SimulationResult) -> list[str]:

@@ -8,9 +8,12 @@ import math
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.report import REPORT_FILES, savings_pct, write_report
 from simulator.report.figures import MAX_POINTS, reduce
@@ -245,3 +248,144 @@ def test_markdown_has_a_table_per_model(written: Path) -> None:
         section = md.split(f"## Model {model}\n", 1)[1].split("\n## ", 1)[0]
         row = next(line for line in section.splitlines() if line.startswith("| depthscale |"))
         assert row.split("|")[2].strip() == cost
+
+
+# -- the verdict, the fluid ideal and the chart's labels ------------------------------------------
+
+
+def graded(name: str, kind: str, cost: float, p95: float, attainment: float) -> PolicyResult:
+    """A one-model policy result with the given cost, p95 wait and SLO attainment."""
+    figures = replace(totals(cost, p95=p95), slo_attainment=attainment)
+    return PolicyResult(
+        name=name, kind=kind, total=figures, per_model={"m": figures}, series={"m": series(1.0)}
+    )
+
+
+def verdict_run(*policies: PolicyResult, warnings: list[str] | None = None) -> SimulationResult:
+    return SimulationResult(
+        trace="t.csv",
+        duration_s=POINTS * STEP_S,
+        seed=0,
+        slo_wait_s=30.0,
+        step_s=STEP_S,
+        policies=list(policies),
+        slo_attainment=0.99,
+        ideal_cost_usd={"m": 20.0},
+        warnings=warnings or [],
+    )
+
+
+def test_verdict_names_the_cheapest_policy_meeting_the_slo(tmp_path: Path) -> None:
+    run = verdict_run(
+        graded("cheap-but-slow", "depthscale", 30.0, p95=95.0, attainment=0.90),
+        graded("depthscale", "depthscale", 50.0, p95=4.0, attainment=0.995),
+        graded("office-hours", "schedule", 80.0, p95=45.0, attainment=0.93),
+        graded("trailing", "trailing-schedule", 100.0, p95=2.0, attainment=0.999),
+        graded("static-peak", "static-peak", 120.0, p95=0.0, attainment=1.0),
+        warnings=["The trace is short."],
+    )
+    write_report(run, tmp_path)
+    md = (tmp_path / "report.md").read_text().splitlines()
+    # The first line after the title is the verdict: depthscale, not the cheaper policy that
+    # misses; its savings against both time-based baselines, one of which misses the SLO.
+    assert md[2].startswith("**Verdict: depthscale is the cheapest policy that meets the SLO")
+    assert "$50.00, 2.50× the fluid ideal" in md[2]
+    assert "37.5% less than office-hours ($80.00, which misses the SLO)" in md[2]
+    assert "50.0% less than trailing ($100.00)" in md[2]
+    flagged = [line for line in md if "SLO missed" in line]
+    assert len(flagged) == 2
+    assert "cheap-but-slow misses the SLO: p95 wait 95.0 s against the 30 s SLO" in flagged[0]
+    assert "90.0% of requests waited ≤ 30 s (target 99%)" in flagged[0]
+    assert "office-hours misses the SLO: p95 wait 45.0 s" in flagged[1]
+    assert any("Warning." in line and "The trace is short." in line for line in md[:12])
+
+    html = (tmp_path / "report.html").read_text()
+    assert html.index("Verdict: depthscale") < html.index("<h2>")
+    assert html.index("cheap-but-slow misses the SLO") < html.index("<h2>")
+
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["verdict"]["policy"] == "depthscale"
+    assert doc["ideal_cost_usd"] == 20.0
+    assert doc["warnings"] == ["The trace is short."]
+    entry = doc["policies"]["cheap-but-slow"]
+    assert (entry["ideal_cost_usd"], entry["cost_vs_ideal"], entry["meets_slo"]) == (
+        20.0,
+        1.5,
+        False,
+    )
+    assert doc["policies"]["depthscale"]["meets_slo"] is True
+    assert doc["policies"]["depthscale"]["models"]["m"]["cost_vs_ideal"] == 2.5
+
+
+def test_no_policy_meeting_the_slo_is_said_so(tmp_path: Path) -> None:
+    run = verdict_run(
+        graded("a", "depthscale", 30.0, p95=95.0, attainment=0.90),
+        graded("b", "schedule", 80.0, p95=45.0, attainment=0.95),
+    )
+    write_report(run, tmp_path)
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["verdict"]["policy"] is None
+    assert doc["verdict"]["lines"][0].startswith("Verdict: no policy meets the SLO")
+    assert "Closest: b, 95.0% within the SLO" in doc["verdict"]["lines"][0]
+
+
+def test_a_model_missing_the_slo_fails_the_policy() -> None:
+    from simulator.report.verdict import meets_slo
+
+    good, bad = totals(10.0), replace(totals(10.0), slo_attainment=0.5)
+    both = replace(totals(20.0), slo_attainment=0.995)
+    policy = PolicyResult("p", "depthscale", both, {"a": good, "b": bad}, {})
+    assert not meets_slo(policy, 0.9)
+    assert meets_slo(replace(policy, per_model={"a": good, "b": good}), 0.9)
+
+
+def _label_boxes(policies: list[PolicyResult], ideal: float | None) -> tuple[list[Any], list[Any]]:
+    import matplotlib.pyplot as plt
+
+    from simulator.report.figures import _STYLE, MARKER_AREA, cost_wait_plot, text_extent
+
+    with plt.rc_context(_STYLE):
+        fig, ax, labels = cost_wait_plot(policies, 30.0, ideal)
+        renderer = fig.canvas.get_renderer()
+        boxes = [text_extent(label, renderer) for label in labels]
+        radius = math.sqrt(MARKER_AREA) / 2 * fig.dpi / 72.0
+        dots = []
+        for p in policies:
+            x, y = ax.transData.transform((p.total.cost_usd, p.total.wait_s.p95))
+            dots.append((x - radius, y - radius, x + radius, y + radius))
+        plt.close(fig)
+    return boxes, dots
+
+
+def _apart(a: Any, b: Any) -> bool:
+    ax0, ay0, ax1, ay1 = (a.x0, a.y0, a.x1, a.y1) if hasattr(a, "x0") else a
+    bx0, by0, bx1, by1 = (b.x0, b.y0, b.x1, b.y1) if hasattr(b, "x0") else b
+    return bool(ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(1.0, 1.3), st.floats(0.0, 3.0), st.integers(3, 28)),
+        min_size=2,
+        max_size=9,
+    ),
+    st.floats(0.5, 400.0),
+)
+def test_cost_wait_labels_never_overlap(
+    points: list[tuple[float, float, int]], scale: float
+) -> None:
+    # Clustered points (costs within 30%, waits within 3 s) with names up to 28 characters:
+    # the worst case for labels. No label's text may overlap another's or any dot.
+    policies = [
+        graded(f"p{i}-" + "x" * n, "depthscale", cost * scale, p95=wait, attainment=1.0)
+        for i, (cost, wait, n) in enumerate(points)
+    ]
+    boxes, dots = _label_boxes(policies, ideal=scale)
+    distinct = {(round(p.total.cost_usd, 2), round(p.total.wait_s.p95, 1)) for p in policies}
+    assert len(boxes) == len(distinct)
+    for i, box in enumerate(boxes):
+        for other in boxes[i + 1 :]:
+            assert _apart(box, other)
+        for dot in dots:
+            assert _apart(box, dot)

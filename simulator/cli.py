@@ -17,6 +17,8 @@ import click
 import numpy as np
 
 from simulator.traces import Format, Trace, TraceError, detect_format, load_trace
+from simulator.traces.bins import ArrivalBins
+from simulator.traces.loader import estimated_requests, load_bins
 from simulator.traces.synth import DAY_S, SynthModel, SynthSpec, synthesize
 from simulator.traces.transform import apply, parse_rename
 from simulator.traces.write import write_trace
@@ -52,7 +54,8 @@ def trace_input_options(command: F) -> F:
             type=float,
             default=1.0,
             show_default=True,
-            help="Traffic multiplier (thinning below 1, seeded replication above).",
+            help="Traffic multiplier (ServeGen: requests per window in the generator; other "
+            "formats: thinning below 1, seeded replication above).",
         ),
         click.option(
             "--rename",
@@ -82,13 +85,14 @@ def load_trace_from_options(
     rename: Sequence[str],
     seed: int,
 ) -> Trace:
-    """Load and transform a trace; any problem becomes a one-line ``click.ClickException``."""
+    """Load and transform a trace; any problem becomes a one-line ``click.ClickException``.
+    ``--rate`` applies in the loader (ServeGen scales its generator's request counts)."""
     try:
         mapping = parse_rename(rename)
         fmt: Format | None = _format(trace_format)
-        trace = load_trace(path, fmt, model=model_name, seed=seed)
-        return apply(trace, rename=mapping, time_factor=time_scale, rate=rate, seed=seed)
-    except (TraceError, ValueError) as exc:
+        trace = load_trace(path, fmt, model=model_name, seed=seed, rate=rate)
+        return apply(trace, rename=mapping, time_factor=time_scale)
+    except (TraceError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -190,7 +194,7 @@ def _parse_models(specs: Sequence[str]) -> list[tuple[str, float]]:
 
 
 @trace.command()
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path))
 @trace_input_options
 @click.option(
     "--out",
@@ -208,7 +212,19 @@ def inspect(
     seed: int,
     out: Path | None,
 ) -> None:
-    """Summarise a trace file: requests, duration, per-model rates and tokens."""
+    """Summarise a trace file (or a ServeGen directory): requests, duration, per-model rates
+    and tokens. A ServeGen model above 20 M requests is summarised from its per-second counts
+    (its requests are never held)."""
+    aggregated = _inspect_aggregated(path, trace_format, model_name, rate, seed)
+    if aggregated is not None:
+        if out is not None or rename or time_scale != 1.0:
+            raise click.ClickException(
+                f"{path}: too large for --out, --rename or --time-scale "
+                f"(above {INSPECT_MAX_REQUESTS:,} requests); use --rate to scale it down"
+            )
+        for line in bins_summary_lines(aggregated, f"{path} (servegen, per-second counts)"):
+            click.echo(line)
+        return
     loaded = load_trace_from_options(path, trace_format, model_name, time_scale, rate, rename, seed)
     fmt = trace_format or detect_format(path)  # already loaded, so detection succeeds
     for line in summary_lines(loaded, f"{path} ({fmt})"):
@@ -219,6 +235,53 @@ def inspect(
         except (ValueError, OSError) as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"wrote {out}")
+
+
+INSPECT_MAX_REQUESTS = 20_000_000
+"""Above this many requests, ``trace inspect`` summarises a ServeGen model from its bins."""
+
+
+def _inspect_aggregated(
+    path: Path, trace_format: str | None, model_name: str | None, rate: float, seed: int
+) -> ArrivalBins | None:
+    """The model's per-second counts when it is ServeGen and too large to hold, else None."""
+    try:
+        fmt = _format(trace_format) or detect_format(path)
+        if fmt != "servegen" or estimated_requests(path, rate, fmt) <= INSPECT_MAX_REQUESTS:
+            return None
+        return load_bins(path, fmt, model=model_name, seed=seed, rate=rate)
+    except (TraceError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def bins_summary_lines(bins: ArrivalBins, title: str) -> list[str]:
+    """``summary_lines`` for per-second counts; tokens are the means of the length mix."""
+    start = dt.datetime.fromtimestamp(bins.epoch_s, dt.UTC).isoformat(timespec="seconds")
+    duration = bins.duration_s
+    lines = [
+        title,
+        f"requests {bins.requests():,.0f} over {duration / 3600:.2f} h, starting {start}",
+        "measured service_s: no",
+        f"{'model':<32} {'requests':>14} {'mean rps':>9} {'peak rps':>9} {'in tok':>7} {'out tok':>7}",
+    ]
+    per_bin = max(1, round(60 / bins.bin_s))
+    for i, name in enumerate(bins.models):
+        counts = bins.counts[i]
+        minutes = np.add.reduceat(counts, np.arange(0, counts.shape[0], per_bin))
+        mean_rps = counts.sum() / duration if duration > 0 else float("nan")
+        mix = bins.mixes[i]
+        rows = mix.period_of(np.arange(counts.shape[0]) * bins.bin_s)
+        weight = np.bincount(rows, weights=counts, minlength=mix.periods)
+        weight = (
+            weight / weight.sum() if weight.sum() > 0 else np.full(mix.periods, 1 / mix.periods)
+        )
+        lines.append(
+            f"{name:<32} {counts.sum():>14,.0f} {mean_rps:>9.3f} "
+            f"{minutes.max() / (per_bin * bins.bin_s):>9.3f} "
+            f"{weight @ mix.input_tokens.mean(axis=1):>7.0f} "
+            f"{weight @ mix.output_tokens.mean(axis=1):>7.0f}"
+        )
+    return lines
 
 
 def summary_lines(trace: Trace, title: str) -> list[str]:
@@ -248,7 +311,7 @@ def summary_lines(trace: Trace, title: str) -> list[str]:
 
 
 @click.command()
-@click.argument("trace_path", metavar="TRACE", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("trace_path", metavar="TRACE", type=click.Path(path_type=Path))
 @click.option(
     "--scenario",
     "scenario_path",

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from simulator.traces.trace import Trace
+
 F64 = npt.NDArray[np.float64]
 I32 = npt.NDArray[np.int32]
 
@@ -99,3 +101,65 @@ class ArrivalBins:
 
     def requests(self) -> float:
         return float(self.counts.sum())
+
+
+MIX_SAMPLES = 2048
+"""Samples per period in the length mixes built here."""
+
+
+def bins_from_trace(
+    trace: Trace,
+    bin_s: float = 1.0,
+    *,
+    period_s: float = 3600.0,
+    samples: int = MIX_SAMPLES,
+    seed: int = 0,
+) -> ArrivalBins:
+    """A per-request trace aggregated: each model's arrivals per ``bin_s`` seconds
+    (``floor(arrival_s / bin_s)``), and per ``period_s`` (an hour) ``samples`` requests drawn
+    uniformly, with replacement, from those the model received in that period, with their
+    measured ``service_s`` when the trace has it. A period in which a model received nothing
+    repeats its nearest earlier period (else its first). Seeded."""
+    if not bin_s > 0 or not period_s > 0:
+        raise ValueError(f"bin_s and period_s must be > 0, got {bin_s} and {period_s}")
+    n_bins = int(trace.duration_s // bin_s) + 1
+    n_models = len(trace.models)
+    cell = trace.model.astype(np.int64) * n_bins + np.floor(trace.arrival_s / bin_s).astype(
+        np.int64
+    )
+    counts = np.bincount(cell, minlength=n_models * n_bins).astype(np.float64)
+    del cell
+    n_periods = int(trace.duration_s // period_s) + 1
+    rng = np.random.default_rng(seed)
+    mixes = tuple(_trace_mix(trace, m, period_s, n_periods, samples, rng) for m in range(n_models))
+    return ArrivalBins(
+        models=trace.models,
+        counts=counts.reshape(n_models, n_bins),
+        mixes=mixes,
+        bin_s=bin_s,
+        epoch_s=trace.epoch_s,
+        source=trace.source,
+    )
+
+
+def _trace_mix(
+    trace: Trace, model: int, period_s: float, n_periods: int, k: int, rng: np.random.Generator
+) -> LengthMix:
+    mine = np.flatnonzero(trace.model == model)  # in arrival order
+    edges = np.searchsorted(trace.arrival_s[mine], np.arange(n_periods + 1) * period_s, "left")
+    edges[-1] = mine.shape[0]
+    picks = np.zeros((n_periods, k), dtype=np.int64)
+    filled = np.zeros(n_periods, dtype=bool)
+    for p in range(n_periods):
+        lo, hi = int(edges[p]), int(edges[p + 1])
+        if hi > lo:
+            picks[p] = mine[rng.integers(lo, hi, size=k)]
+            filled[p] = True
+    latest = np.maximum.accumulate(np.where(filled, np.arange(n_periods), -1))
+    picks = picks[np.where(latest >= 0, latest, int(np.argmax(filled)))]
+    return LengthMix(
+        period_s=period_s,
+        input_tokens=trace.input_tokens[picks],
+        output_tokens=trace.output_tokens[picks],
+        service_s=None if trace.service_s is None else trace.service_s[picks],
+    )

@@ -1,18 +1,27 @@
 """One entry point for every trace format: detect it from the extension and header, load it.
 
-Formats: ``generic`` (CSV or Parquet), ``azure``, ``mooncake``, ``burstgpt``, ``servegen``.
-Files may be gzipped (``.csv.gz``, ``.jsonl.gz``), except Parquet and ServeGen.
+Formats: ``generic`` (CSV or Parquet), ``azure``, ``mooncake``, ``burstgpt``, ``servegen`` (one
+window file, or a directory of ``chunk-N-trace.csv`` clients loaded as one model). Files may be
+gzipped (``.csv.gz``, ``.jsonl.gz``), except Parquet and ServeGen. A text format's first 64 KB
+are checked first, so binary content or lines ending in a bare CR get a one-line error.
 """
 
 from __future__ import annotations
 
+import gzip
+import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, get_args
 
+import pyarrow.parquet as pq
+
 from simulator.traces import azure, burstgpt, generic, mooncake, servegen
 from simulator.traces._chunks import DEFAULT_CHUNK_BYTES, open_binary, read_header
+from simulator.traces.bins import ArrivalBins, bins_from_trace
 from simulator.traces.trace import Trace, TraceError
+from simulator.traces.transform import scale_rate
 
 Format = Literal["generic", "azure", "mooncake", "burstgpt", "servegen"]
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -23,14 +32,49 @@ def _suffixes(path: Path) -> list[str]:
     return suffixes[:-1] if suffixes and suffixes[-1] == ".gz" else suffixes
 
 
+_SNIFF_BYTES = 64 * 1024
+
+
+def check_text(path: Path) -> None:
+    """``TraceError`` unless the file starts as text with LF or CRLF line ends: a NUL byte or
+    invalid UTF-8 (binary content), or a CR not followed by LF (classic Mac line ends), within
+    its first 64 KB."""
+    file = str(path)
+    try:
+        with open_binary(path) as f:
+            head = f.read(_SNIFF_BYTES)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise TraceError(file, None, f"cannot read: {exc}") from None
+    line = head.count(b"\n", 0, max(head.find(b"\0"), 0)) + 1
+    if b"\0" in head:
+        raise TraceError(file, line, "binary content (a NUL byte), not a text trace")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut at the 64 KB edge
+            line = head.count(b"\n", 0, exc.start) + 1
+            raise TraceError(file, line, "not UTF-8 text (binary content?)") from None
+    bare = re.search(rb"\r(?!\n)", head[:-1] if head.endswith(b"\r") else head)
+    if bare is not None:
+        line = head.count(b"\n", 0, bare.start()) + 1
+        raise TraceError(
+            file, line, "line ends in a bare CR (old Mac line endings); convert them to LF"
+        )
+
+
 def detect_format(path: Path) -> Format:
     """The format of ``path`` from its extension and first line; ``TraceError`` if unknown."""
     file = str(path)
+    if servegen.is_model_dir(path):
+        return "servegen"
+    if path.is_dir():
+        raise TraceError(file, None, "a directory without chunk-N-trace.csv files")
     if not path.is_file():
         raise TraceError(file, None, "no such file")
     suffixes = _suffixes(path)
     if suffixes and suffixes[-1] == ".parquet":
         return "generic"
+    check_text(path)
     try:
         with open_binary(path) as f:
             first = f.readline().decode("utf-8-sig", errors="replace").strip()
@@ -57,8 +101,11 @@ def detect_format(path: Path) -> Format:
 
 
 def default_model_name(path: Path) -> str:
-    """A model name for formats without a model column: the file name without extensions."""
+    """A model name for formats without a model column: the file name without extensions (a
+    ServeGen directory: its name)."""
     name = path.name
+    if path.is_dir():
+        return re.sub(r"\s+", "-", name) or "model"
     for suffix in reversed(path.suffixes):
         name = name.removesuffix(suffix)
     return re.sub(r"\s+", "-", name) or "model"
@@ -71,21 +118,31 @@ def load_trace(
     model: str | None = None,
     seed: int = 0,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    rate: float = 1.0,
 ) -> Trace:
-    """Load a trace file into columns.
+    """Load a trace file (or a ServeGen directory) into columns.
 
     format:      one of ``FORMATS``; None detects it.
     model:       model name for formats without a model column (azure, mooncake, servegen);
-                 default: the file name without extensions.
-    seed:        seed for formats that generate arrivals (servegen).
+                 default: the file name without extensions, or the directory's name.
+    seed:        seed for generated arrivals (servegen) and for ``rate``.
     chunk_bytes: bytes read and parsed at a time (memory stays bounded by the columns).
+    rate:        traffic multiplier: ServeGen's generator makes ``ceil(rate × r × 600)``
+                 requests per window; other formats are thinned or replicated
+                 (``transform.scale_rate``).
     """
     path = Path(path)
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
         raise TraceError(str(path), None, f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    if fmt == "servegen" and path.is_dir():
+        return _nonempty(
+            path, servegen.load(path, model or default_model_name(path), seed, multiplier=rate)
+        )
     if not path.is_file():
         raise TraceError(str(path), None, "no such file")
+    if _suffixes(path)[-1:] != [".parquet"]:
+        check_text(path)
     name = model or default_model_name(path)
     loaded: Trace
     if fmt == "generic" and _suffixes(path)[-1:] == [".parquet"]:
@@ -99,10 +156,72 @@ def load_trace(
     elif fmt == "mooncake":
         loaded = mooncake.load(path, name, chunk_bytes)
     else:
-        loaded = servegen.load(path, name, seed)
+        return _nonempty(path, servegen.load(path, name, seed, multiplier=rate))
+    loaded = _nonempty(path, loaded)
+    return loaded if rate == 1.0 else scale_rate(loaded, rate, seed)
+
+
+def _nonempty(path: Path, loaded: Trace) -> Trace:
     if not len(loaded):
         raise TraceError(str(path), None, "the trace has no requests")
     return loaded
 
 
-__all__ = ["FORMATS", "Format", "default_model_name", "detect_format", "load_trace"]
+def estimated_requests(path: str | Path, rate: float = 1.0, format: Format | None = None) -> float:
+    """About how many requests ``load_trace(path, rate=rate)`` holds, cheaply, to choose a
+    replay mode before loading: exact for ServeGen (the sum of ``ceil(rate × r × 600)``),
+    the row count for Parquet, else the file's size over the bytes per line of its first
+    64 KB (decompressed size estimated from the same sample for ``.gz``)."""
+    path = Path(path)
+    fmt = format or detect_format(path)
+    if fmt == "servegen":
+        return float(servegen.estimated_requests(path, rate))
+    if _suffixes(path)[-1:] == [".parquet"]:
+        return float(pq.ParquetFile(path).metadata.num_rows) * rate
+    size = path.stat().st_size
+    with path.open("rb") as raw:
+        if path.suffix == ".gz":
+            with gzip.GzipFile(fileobj=raw) as unzipped:
+                head = unzipped.read(_SNIFF_BYTES)
+            compressed = max(raw.tell(), 1)
+            size = int(size * len(head) / compressed) if len(head) < _SNIFF_BYTES else size * 4
+        else:
+            head = raw.read(_SNIFF_BYTES)
+    lines = head.count(b"\n") or 1
+    header = 0 if fmt == "mooncake" else 1
+    return max(math.ceil(size * lines / max(len(head), 1)) - header, 0) * rate
+
+
+def load_bins(
+    path: str | Path,
+    format: Format | None = None,
+    *,
+    model: str | None = None,
+    seed: int = 0,
+    rate: float = 1.0,
+    bin_s: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> ArrivalBins:
+    """Any trace as per-``bin_s`` arrival counts (``bins.ArrivalBins``). ServeGen is binned as
+    it is generated (``servegen.servegen_bins``: memory follows the bins, not the requests);
+    other formats are loaded (``load_trace``) and aggregated (``bins.bins_from_trace``)."""
+    path = Path(path)
+    fmt = format or detect_format(path)
+    if fmt == "servegen":
+        name = model or default_model_name(path)
+        return servegen.servegen_bins(
+            path, rate=rate, seed=seed, bin_s=bin_s, progress=progress, model=name
+        )
+    return bins_from_trace(load_trace(path, fmt, model=model, seed=seed, rate=rate), bin_s)
+
+
+__all__ = [
+    "FORMATS",
+    "Format",
+    "check_text",
+    "default_model_name",
+    "detect_format",
+    "estimated_requests",
+    "load_bins",
+    "load_trace",
+]

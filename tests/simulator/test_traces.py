@@ -443,7 +443,6 @@ def test_servegen_is_seeded(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("row", "problem"),
     [
-        ("600,2.0,1.0,Gamma,1.0,5.0", "gives 0.2 req/s but rate_rps is 2"),
         ("600,2.0,1.0,Pareto,,", "pattern: must be Gamma or Weibull"),
         ("600,-1,1.0,Gamma,,", "rate_rps: must be >= 0"),
         ("600,2.0,,Weibull,,", "cv: not a number"),

@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from policies.config import PRESETS, ConfigError, Mode, QueueDepthConfig
+from policies.observe import ReplicasFrom
 from simulator.prices import PriceTableError, lookup
 
 # Kubernetes Service names are DNS-1035 labels: they must start with a letter.
@@ -400,8 +401,19 @@ class Hpa(_Strict):
 
 
 class ControlPlane(_Strict):
+    """KEDA, the HPA, and where the scaler learns how many replicas run.
+
+    replicas_from: ``serve --replicas-from`` of the deployed scaler. ``kubernetes`` (default, as
+                   the manifests deploy it): at each evaluation the policy gets the ready and
+                   warming replicas of the model's Deployment at that instant, read alongside
+                   the queue as the live scaler reads them (one read per evaluation, so as fresh
+                   as the evaluation). ``decisions``: no counts; the policy counts on its own
+                   past decisions.
+    """
+
     keda: Keda = Field(default_factory=lambda: Keda.model_validate({}))
     hpa: Hpa = Hpa()
+    replicas_from: ReplicasFrom = "kubernetes"
 
 
 PolicyKind = Literal[

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from policies.observe import observe
 from policies.types import Observation
 from simulator.engine.cluster import Cluster
 from simulator.engine.hpa import Hpa
@@ -105,12 +106,14 @@ def simulate(
             for m in models_range:
                 queue = queues[m]
                 queue.advance(t)
-                # What the live scaler sees: the broker's counts, no replica counts (KEDA's
-                # contract carries none, docs/scaler.md), in-flight only with includeUnacked.
-                obs = Observation(
-                    at_s=t,
-                    pending=queue.arrived(t) - queue.started(),
-                    in_flight=queue.in_flight(t) if models[m].counts_in_flight else None,
+                # What the live scaler sees, built as it builds it: the broker's counts
+                # (in-flight only with includeUnacked) and, with replicas_from kubernetes, the
+                # Deployment's ready/warming replicas read at this evaluation.
+                obs = observe(
+                    t,
+                    queue.arrived(t) - queue.started(),
+                    queue.in_flight(t) if models[m].counts_in_flight else None,
+                    cluster.ready_warming(m, t) if models[m].counts_replicas else None,
                 )
                 decision, states[m] = policies[m].decide(obs, states[m])
                 if record_decisions:

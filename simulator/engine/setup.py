@@ -51,6 +51,9 @@ class ModelRun:
     hpa:                 its HPA's spec; keda_min_replicas/cooldown_s: its ScaledObject's.
     counts_in_flight:    the scaler counts in-flight (unacked) tasks for it (``includeUnacked``),
                          so the policy's observations carry ``in_flight``; else None, as live.
+    counts_replicas:     the scaler reads its Deployment's ready/warming replicas
+                         (``control_plane.replicas_from: kubernetes``), so the observations
+                         carry them, read at the evaluation instant; else None.
     """
 
     name: str
@@ -64,6 +67,7 @@ class ModelRun:
     keda_min_replicas: int
     cooldown_s: float
     counts_in_flight: bool = False
+    counts_replicas: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +173,7 @@ def plan(trace: Trace, scenario: Scenario, hpa_queries_scaler: bool = HPA_QUERIE
                 keda_min_replicas=config.min_replicas,
                 cooldown_s=keda.cooldown_period_s,
                 counts_in_flight=bool(model.policy.include_unacked),
+                counts_replicas=scenario.control_plane.replicas_from == "kubernetes",
             )
         )
     step = scenario.simulation.sample_every_s
@@ -191,6 +196,11 @@ def plan(trace: Trace, scenario: Scenario, hpa_queries_scaler: bool = HPA_QUERIE
             if hpa_queries_scaler
             else "uses the metric of the latest poll (useCachedMetrics)"
         ),
+        "the scaler reads each model's ready and warming replicas at every evaluation, as "
+        "serve --replicas-from kubernetes does"
+        if scenario.control_plane.replicas_from == "kubernetes"
+        else "the scaler gets no replica counts and counts on its own past decisions, as "
+        "serve --replicas-from decisions does",
         f"the run {horizon}; requests not started by then count as unserved",
         "every policy starts cold at t=0: no replicas, no nodes",
         "empty nodes only are consolidated (Karpenter WhenEmpty; serving pods carry "

@@ -395,3 +395,34 @@ def test_price_table_errors_name_the_line(body: str, line: int, problem: str) ->
     header = "provider,region,instance_type,gpu_type,gpus,on_demand_per_hour,spot_per_hour,estimated,source"
     with pytest.raises(PriceTableError, match=f"prices.csv:{line}: .*{problem}"):
         parse_price_table(f"{header}\n{body}\n", "prices.csv")
+
+
+# ---- control_plane.replicas_from ------------------------------------------------------------
+
+
+def test_replicas_from_defaults_to_what_the_manifests_deploy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import yaml
+
+    from scaler.serve import REPLICAS_FROM_ENV, serve
+
+    manifest = EXAMPLE.parents[1] / "manifests" / "base" / "scaler" / "deployment.yaml"
+    deployment = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    command, *args = container["args"]
+    assert command == "serve"
+    monkeypatch.delenv(REPLICAS_FROM_ENV, raising=False)
+    deployed = serve.make_context("serve", list(args)).params["replicas_from"]
+    scenario = parse_scenario(MINIMAL, "models.yaml")
+    assert scenario.control_plane.replicas_from == deployed
+
+
+def test_replicas_from_takes_the_serve_choices_and_locates_a_bad_one() -> None:
+    text = MINIMAL + "control_plane:\n  replicas_from: decisions\n"
+    assert parse_scenario(text, "m.yaml").control_plane.replicas_from == "decisions"
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(MINIMAL + "control_plane:\n  replicas_from: guess\n", "m.yaml")
+    assert caught.value.line == 9  # MINIMAL's 7 lines, then control_plane:, then the key
+    assert caught.value.path == "control_plane.replicas_from"
+    assert "'decisions' or 'kubernetes'" in caught.value.problem

@@ -170,8 +170,9 @@ def _nonempty(path: Path, loaded: Trace) -> Trace:
 def estimated_requests(path: str | Path, rate: float = 1.0, format: Format | None = None) -> float:
     """About how many requests ``load_trace(path, rate=rate)`` holds, cheaply, to choose a
     replay mode before loading: exact for ServeGen (the sum of ``ceil(rate × r × 600)``),
-    the row count for Parquet, else the file's size over the bytes per line of its first
-    64 KB (decompressed size estimated from the same sample for ``.gz``)."""
+    the row count for Parquet, else the file's size over the bytes per line of 64 KB samples
+    at its start, middle and end (for ``.gz``: its first 64 KB decompressed, and the
+    compression ratio of that sample)."""
     path = Path(path)
     fmt = format or detect_format(path)
     if fmt == "servegen":
@@ -182,14 +183,20 @@ def estimated_requests(path: str | Path, rate: float = 1.0, format: Format | Non
     with path.open("rb") as raw:
         if path.suffix == ".gz":
             with gzip.GzipFile(fileobj=raw) as unzipped:
-                head = unzipped.read(_SNIFF_BYTES)
+                sample = unzipped.read(_SNIFF_BYTES)
             compressed = max(raw.tell(), 1)
-            size = int(size * len(head) / compressed) if len(head) < _SNIFF_BYTES else size * 4
-        else:
-            head = raw.read(_SNIFF_BYTES)
-    lines = head.count(b"\n") or 1
+            size = int(size * len(sample) / compressed) if len(sample) < _SNIFF_BYTES else size * 4
+        else:  # the start, middle and end: line lengths drift in some traces
+            parts = []
+            for offset in sorted(
+                {0, max(size // 2 - _SNIFF_BYTES // 2, 0), max(size - _SNIFF_BYTES, 0)}
+            ):
+                raw.seek(offset)
+                parts.append(raw.read(_SNIFF_BYTES))
+            sample = b"".join(parts)
+    lines = sample.count(b"\n") or 1
     header = 0 if fmt == "mooncake" else 1
-    return max(math.ceil(size * lines / max(len(head), 1)) - header, 0) * rate
+    return max(math.ceil(size * lines / max(len(sample), 1)) - header, 0) * rate
 
 
 def load_bins(

@@ -9,7 +9,8 @@ policy objects of ``policies/`` — the same code the live scaler runs.
 
 from __future__ import annotations
 
-from simulator.engine.runner import TIME_BASED_KINDS, run
+from simulator.engine.runner import run
 from simulator.engine.setup import DRAIN_S, EngineError, PolicyTriple
+from simulator.results import TIME_BASED_KINDS
 
 __all__ = ["DRAIN_S", "TIME_BASED_KINDS", "EngineError", "PolicyTriple", "run"]

@@ -189,6 +189,43 @@ class Cluster:
                 self._stop(pod, t)
         self.dirty = True
 
+    def provision(self, model: int, replicas: int, t: float) -> int:
+        """Start ``model`` with ``replicas`` pods already serving at ``t``, on nodes already up
+        (a fleet that was running before the trace began: no launch or start-up delay, no random
+        draw but spot interruptions, not counted as launches). Packs pods onto ready nodes with
+        room, then onto new ones up to the pool's ``max_nodes``. Returns the pods provisioned."""
+        self.account(t)
+        index = self.model_pool[model]
+        pool = self.pools[index]
+        spec = pool.spec
+        gpus = self.model_gpus[model]
+        placed = 0
+        for _ in range(replicas):
+            fits = [n for n in pool.nodes if not n.cordoned and n.ready_s <= t and n.free >= gpus]
+            if fits:
+                node = min(fits, key=lambda n: (n.free, n.id))
+            elif spec.max_nodes is not None and pool.alive() >= spec.max_nodes:
+                break
+            else:
+                node = Node(self.next_id, index, spec.gpus_per_node, t, t, spec.gpus_per_node)
+                self.next_id += 1
+                if spec.spot and spec.interruptions_per_hour > 0:
+                    node.interrupt_s = t + float(
+                        self.rng_spot.exponential(3600.0 / spec.interruptions_per_hour)
+                    )
+                pool.nodes.append(node)
+            pod = Pod(self.next_id, model, gpus, t, node=node, bound_s=t, ready_s=t)
+            self.next_id += 1
+            node.free -= gpus
+            node.real_pods += 1
+            node.empty_since_s = None
+            pod.handle = self.queues[model].add_replica(t)
+            self.live[model].append(pod)
+            placed += 1
+        self._all_ready_s[model] = None
+        self.dirty = True
+        return placed
+
     def _removal_order(self, model: int, t: float) -> list[Pod]:
         queue = self.queues[model]
 

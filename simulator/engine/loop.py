@@ -19,7 +19,7 @@ The policy objects are the ones the live scaler runs (``policies/``), called wit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,8 +60,13 @@ def simulate(
     progress: Callable[[float], None] | None = None,
     make_queue: QueueFactory = ModelQueue,
     record_decisions: bool = False,
+    warm: Sequence[int] | None = None,
 ) -> Trajectory:
-    """Run ``policies`` (one per model, in plan order) through the plan's control instants."""
+    """Run ``policies`` (one per model, in plan order) through the plan's control instants.
+
+    warm: replicas per model already serving at t=0 (nodes up, pods ready), with each policy in
+          its ``warm_state`` for that count, KEDA last active at 0 and the HPA having recommended
+          that count; None starts cold: no replicas, no nodes."""
     models = plan.models
     n = len(models)
     queues = [make_queue(m.arrival_s, m.service_s, m.concurrency) for m in models]
@@ -76,6 +81,12 @@ def simulate(
     hpas = [Hpa(m.hpa) for m in models]
     kedas = [Keda(m.cooldown_s, m.keda_min_replicas) for m in models]
     states = [p.initial_state() for p in policies]
+    if warm is not None:
+        states = [p.warm_state(count) for p, count in zip(policies, warm, strict=True)]
+        for m, count in enumerate(warm):
+            if cluster.provision(m, count, 0.0):
+                kedas[m].last_active_s = 0.0
+                hpas[m].recommendations.append((0.0, len(cluster.live[m])))
     targets = [p.metric_target for p in policies]
     metric = [0.0] * n  # the latest decision's metric value, per model
     active = [False] * n  # the latest decision's isActive, per model

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from simulator.engine import kernel
+from simulator.engine import fair, kernel
 from simulator.engine.loop import simulate
 from simulator.engine.setup import PolicyTriple, default_policies, per_model, plan
 from simulator.engine.summary import summarize
-from simulator.results import PolicyResult, SimulationResult
+from simulator.results import TIME_BASED_KINDS, PolicyResult, SimulationResult
 from simulator.scenario import ControlPlane, Scenario
 from simulator.traces.trace import Trace
-
-TIME_BASED_KINDS = ("schedule", "hindsight-schedule")
-"""Policy kinds whose cost the others' ``savings_pct`` is measured against."""
-
 
 def run(
     trace: Trace,
@@ -38,8 +34,11 @@ def run(
     assumptions = [f"control plane: {_control(scenario.control_plane)}", *the_plan.assumptions]
     kernel.warm_up()
     results: list[PolicyResult] = []
+    warm_start = scenario.simulation.warm_start
+    started: list[tuple[str, list[int]]] = []
+    compared = [(entry[0], entry[1], per_model(entry, names)) for entry in entries]
     for index, entry in enumerate(entries):
-        objects = per_model(entry, names)
+        objects = compared[index][2]
         entry_plan = the_plan
         control = own_control.get(entry[0])
         if control is not None:
@@ -50,7 +49,13 @@ def run(
             if progress is not None:
                 progress((index + fraction) / len(entries))
 
-        trajectory = simulate(entry_plan, objects, report if progress is not None else None)
+        warm = None
+        if warm_start:
+            warm = fair.warm_counts(entry_plan, scenario, entry[1], objects, trace.duration_s)
+            started.append((entry[0], warm))
+        trajectory = simulate(
+            entry_plan, objects, report if progress is not None else None, warm=warm
+        )
         results.append(summarize(entry[0], entry[1], entry_plan, trajectory))
     baselines = [r for r in results if r.kind in TIME_BASED_KINDS]
     for result in results:
@@ -59,6 +64,12 @@ def run(
                 result.savings_pct[base.name] = (
                     100.0 * (base.total.cost_usd - result.total.cost_usd) / base.total.cost_usd
                 )
+    assumptions.insert(
+        1,
+        fair.warm_assumption(started, names)
+        if warm_start
+        else "every policy starts cold at t=0: no replicas, no nodes (simulation.warm_start false)",
+    )
     return SimulationResult(
         trace=_describe(trace),
         duration_s=the_plan.end_s,
@@ -67,6 +78,9 @@ def run(
         step_s=the_plan.step_s,
         policies=results,
         assumptions=assumptions,
+        slo_attainment=scenario.slo_attainment,
+        ideal_cost_usd=fair.ideal_costs(the_plan, scenario.target_utilization),
+        warnings=fair.warnings(trace.duration_s, the_plan, scenario, compared),
     )
 
 

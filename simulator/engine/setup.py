@@ -202,7 +202,6 @@ def plan(trace: Trace, scenario: Scenario, hpa_queries_scaler: bool = HPA_QUERIE
         else "the scaler gets no replica counts and counts on its own past decisions, as "
         "serve --replicas-from decisions does",
         f"the run {horizon}; requests not started by then count as unserved",
-        "every policy starts cold at t=0: no replicas, no nodes",
         "empty nodes only are consolidated (Karpenter WhenEmpty; serving pods carry "
         "karpenter.sh/do-not-disrupt), so replicas spread over nodes keep them running",
         "scale-down removes pending, then warming, then the least busy ready replicas; "

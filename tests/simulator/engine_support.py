@@ -44,8 +44,11 @@ def scenario(
     duration_s: float | None = None,
     slo_wait_s: float = 30.0,
     seed: int = 0,
+    warm_start: bool = False,
 ) -> Scenario:
-    """One model ``m`` on one pool ``p`` of ``gpus_per_node``-GPU nodes at ``price`` USD/hour."""
+    """One model ``m`` on one pool ``p`` of ``gpus_per_node``-GPU nodes at ``price`` USD/hour.
+    Runs start cold (no replicas, no nodes) unless ``warm_start``: these tests narrate the
+    engine's mechanics from an empty cluster."""
     data: dict[str, Any] = {
         "models": {
             "m": {
@@ -69,7 +72,11 @@ def scenario(
         },
         "slo_wait_s": slo_wait_s,
         "seed": seed,
-        "simulation": {"duration_s": duration_s, "sample_every_s": 60.0},
+        "simulation": {
+            "duration_s": duration_s,
+            "sample_every_s": 60.0,
+            "warm_start": warm_start,
+        },
     }
     if control_plane is not None:
         data["control_plane"] = control_plane

@@ -392,7 +392,7 @@ def load(path: Path, model: str | None = None, seed: int = 0, *, multiplier: flo
             continue
         spans = [np.arange(offsets[r], offsets[r + 1]) for r in mine]
         where = np.concatenate(spans)
-        rng = np.random.default_rng([seed, client.number, 1])
+        rng = np.random.default_rng([seed % 2**64, client.number, 1])
         inp, out = _client_lengths(client, rows.start_s[mine], rows.n[mine], rng)
         inputs[where], outputs[where] = inp, out
     return build_trace(
@@ -408,17 +408,17 @@ def load(path: Path, model: str | None = None, seed: int = 0, *, multiplier: flo
 def _client_lengths(
     client: Client, starts: F64, counts: I64, rng: np.random.Generator
 ) -> tuple[I32, I32]:
-    """Tokens for ``counts[i]`` requests in the windows starting at ``starts[i]``."""
+    """Tokens for ``counts[i]`` requests in the windows starting at ``starts[i]`` (increasing)."""
     total = int(counts.sum())
     if client.lengths is None:
         return DEFAULT_LENGTHS.sample(rng, total)
-    window = np.repeat(client.lengths.index_at(starts), counts)
+    window = np.repeat(client.lengths.index_at(starts), counts)  # non-decreasing
     u = rng.random(total)
     inputs = np.empty(total, dtype=np.int32)
     outputs = np.empty(total, dtype=np.int32)
     for w in np.unique(window):
-        mask = window == w
-        inputs[mask], outputs[mask] = client.lengths.windows[int(w)].sample(u[mask])
+        lo, hi = np.searchsorted(window, [w, w + 1])
+        inputs[lo:hi], outputs[lo:hi] = client.lengths.windows[int(w)].sample(u[lo:hi])
     return inputs, outputs
 
 
@@ -491,7 +491,7 @@ def _split(n: I64, lanes: int) -> I64:
 def _mix(clients: Sequence[Client], rows: _Rows, seed: int, n_periods: int) -> LengthMix:
     """Per 6-hour period, ``MIX_SAMPLES`` lengths from the period's client windows weighted by
     their requests. A period without requests repeats the nearest earlier one (else later)."""
-    rng = np.random.default_rng([seed, 2])
+    rng = np.random.default_rng([seed % 2**64, 2])
     inputs = np.zeros((n_periods, MIX_SAMPLES), dtype=np.int32)
     outputs = np.zeros((n_periods, MIX_SAMPLES), dtype=np.int32)
     period = np.minimum((rows.start_s // MIX_PERIOD_S).astype(np.int64), n_periods - 1)

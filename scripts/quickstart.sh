@@ -15,5 +15,22 @@ if [ ! -f "$trace" ]; then
 fi
 depthscale simulate "$trace" --out "$out/report" "$@"
 echo
+# The headline for depthscale itself, from the report: did it meet the SLO?
+python - "$out/report/report.json" <<'EOF'
+import json, sys
+
+doc = json.load(open(sys.argv[1]))
+slo, target = doc["slo_wait_s"], 100 * doc["slo_attainment"]
+p = doc["policies"].get("depthscale")
+if p is not None:
+    within, p95 = 100 * p["slo_attainment"], p["wait_s"]["p95"]
+    verdict = "met" if p["meets_slo"] else "did NOT meet"
+    print(
+        f"depthscale {verdict} the SLO on this trace: {within:.1f}% of requests waited"
+        f" <= {slo:g} s (target {target:g}%), p95 wait {p95:,.1f} s."
+    )
+print(doc["verdict"]["lines"][0])
+EOF
+echo
 echo "Open $out/report/report.html in a browser (it works offline); $out/report/report.md is the"
 echo "same in text. The live scaler on this machine: .venv/bin/depthscale demo"

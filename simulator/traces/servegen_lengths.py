@@ -126,9 +126,9 @@ def parse_distribution(file: str, key: str, text: str) -> tuple[I32, F64] | None
         raise TraceError(file, None, f"{key}: {exc}") from None
     if flat.shape[0] > 2 * MAX_ENTRIES:
         raise TraceError(file, None, f"{key}: more than {MAX_ENTRIES:,} entries")
-    tokens, probs = flat[0::2].astype(np.int64), flat[1::2]
-    if tokens.max() > _INT32_MAX:
+    if flat[0::2].max() > _INT32_MAX:
         raise TraceError(file, None, f"{key}: token count above {_INT32_MAX}")
+    tokens, probs = flat[0::2].astype(np.int64), flat[1::2]
     if not np.isfinite(probs).all() or (probs < 0).any():
         raise TraceError(file, None, f"{key}: probabilities must be finite and >= 0")
     total = float(probs.sum())

@@ -246,6 +246,10 @@ def test_a_client_without_a_dataset_gets_the_default_lengths(tmp_path: Path) -> 
         ('{"0": {"input_tokens": "{1: nan}", "output_tokens": "{2: 1}"}}', "0.input_tokens"),
         ('{"0": {"input_tokens": "__import__(\'os\')", "output_tokens": "{}"}}', "0.input_tokens"),
         ('{"0": {"input_tokens": "{1: 0}", "output_tokens": "{2: 1}"}}', "sum to 0"),
+        (
+            '{"0": {"input_tokens": "{1: 1}", "output_tokens": "{99999999999999999999: 1}"}}',
+            "above",
+        ),
         ('{"0": {"input_tokens": "{1: 1}"}}', "input_tokens and output_tokens"),
         ('{"soon": {"input_tokens": "{1: 1}", "output_tokens": "{2: 1}"}}', "window start"),
         ('{"0": ', "not JSON"),

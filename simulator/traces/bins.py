@@ -122,6 +122,8 @@ def bins_from_trace(
     repeats its nearest earlier period (else its first). Seeded."""
     if not bin_s > 0 or not period_s > 0:
         raise ValueError(f"bin_s and period_s must be > 0, got {bin_s} and {period_s}")
+    if not len(trace):
+        raise ValueError("an empty trace has no arrivals to bin")
     n_bins = int(trace.duration_s // bin_s) + 1
     n_models = len(trace.models)
     cell = trace.model.astype(np.int64) * n_bins + np.floor(trace.arrival_s / bin_s).astype(

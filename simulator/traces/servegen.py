@@ -447,6 +447,8 @@ def servegen_bins(
     lanes = max(1, min(numba.get_num_threads(), 8))
     sums = np.zeros((lanes, n_bins), dtype=np.float64)
     total = rows.total
+    if not total:
+        raise TraceError(str(path), None, "the trace has no requests")
     done = 0
     if progress is not None:
         progress(0, total)

@@ -369,3 +369,10 @@ def test_load_bins_aggregates_any_format(tmp_path: Path) -> None:
     bins = load_bins(path)
     assert bins.models == ("x", "y")
     assert bins.counts.tolist() == [[2, 0, 0, 0], [0, 0, 0, 1]]
+
+
+def test_an_idle_model_has_no_requests_in_either_form(tmp_path: Path) -> None:
+    path = _client(tmp_path / "chunk-0-trace.csv", [0, 0, 0])
+    for load in (load_trace, servegen_bins):
+        with pytest.raises(TraceError, match="no requests"):
+            load(path)

@@ -29,6 +29,7 @@ import numpy.typing as npt
 from policies.observe import observe
 from policies.types import Observation
 from simulator.engine.cluster import Cluster
+from simulator.engine.fluid import FluidQueue
 from simulator.engine.hpa import Hpa
 from simulator.engine.keda import Keda
 from simulator.engine.queue import ModelQueue, ServingQueue
@@ -69,7 +70,12 @@ def simulate(
           that count; None starts cold: no replicas, no nodes."""
     models = plan.models
     n = len(models)
-    queues = [make_queue(m.arrival_s, m.service_s, m.concurrency) for m in models]
+    queues = [
+        make_queue(m.arrival_s, m.service_s, m.concurrency)
+        if m.fluid is None
+        else FluidQueue(m.fluid.counts, m.fluid.service_s, m.fluid.period_s, m.concurrency)
+        for m in models
+    ]
     cluster = Cluster(
         plan.pools,
         [m.pool for m in models],

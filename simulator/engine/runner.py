@@ -10,10 +10,12 @@ from simulator.engine.setup import PolicyTriple, default_policies, per_model, pl
 from simulator.engine.summary import summarize
 from simulator.results import TIME_BASED_KINDS, PolicyResult, SimulationResult
 from simulator.scenario import ControlPlane, Scenario
+from simulator.traces.bins import ArrivalBins
 from simulator.traces.trace import Trace
 
+
 def run(
-    trace: Trace,
+    trace: Trace | ArrivalBins,
     scenario: Scenario,
     policies: Sequence[PolicyTriple] | None = None,
     progress: Callable[[float], None] | None = None,
@@ -93,10 +95,11 @@ def _control(control: ControlPlane) -> str:
     )
 
 
-def _describe(trace: Trace) -> str:
+def _describe(trace: Trace | ArrivalBins) -> str:
     source = trace.source or "trace"
     hours = trace.duration_s / 3600.0
+    count = round(trace.requests()) if isinstance(trace, ArrivalBins) else len(trace)
     return (
-        f"{source}: {len(trace):,} requests, {len(trace.models)} model(s) "
+        f"{source}: {count:,} requests, {len(trace.models)} model(s) "
         f"({', '.join(trace.models)}), {hours:.1f} h"
     )

@@ -15,7 +15,8 @@ from policies.queue_depth import QueueDepthPolicy
 from policies.types import Policy
 from simulator.engine.cluster import PoolSpec
 from simulator.engine.hpa import Direction, HpaSpec, Rule
-from simulator.scenario import ScalingBehavior, Scenario
+from simulator.scenario import ModelSpec, ScalingBehavior, Scenario
+from simulator.traces.bins import ArrivalBins
 from simulator.traces.trace import Trace
 
 F64 = npt.NDArray[np.float64]
@@ -68,6 +69,50 @@ class ModelRun:
     cooldown_s: float
     counts_in_flight: bool = False
     counts_replicas: bool = False
+    fluid: FluidDemand | None = None
+
+    @property
+    def requests(self) -> float:
+        """Requests of this model in the trace."""
+        if self.fluid is not None:
+            return float(self.fluid.counts.sum())
+        return float(self.arrival_s.size)
+
+    @property
+    def total_service_s(self) -> float:
+        """Slot-seconds of service its requests need (aggregated: expected, per period)."""
+        if self.fluid is not None:
+            return self.fluid.total_service_s()
+        return float(self.service_s.sum())
+
+    def arrived_before(self, t_s: F64) -> F64:
+        """Requests that arrived before each instant of ``t_s`` (seconds)."""
+        if self.fluid is not None:
+            cumulative = np.concatenate([[0.0], np.cumsum(self.fluid.counts)])
+            k = np.clip(np.floor(t_s + 1e-9).astype(np.int64), 0, self.fluid.counts.size)
+            return np.asarray(cumulative[k], dtype=np.float64)
+        return np.searchsorted(self.arrival_s, t_s, side="left").astype(np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class FluidDemand:
+    """A model's traffic for the aggregated engine (``simulator.engine.fluid``).
+
+    counts:    requests arriving in each second from the trace start.
+    service_s: (periods, samples) service times of its requests per period, seconds.
+    period_s:  seconds each row covers.
+    """
+
+    counts: F64
+    service_s: F64
+    period_s: float
+
+    def total_service_s(self) -> float:
+        periods = self.service_s.shape[0]
+        seconds = np.arange(self.counts.size, dtype=np.float64)
+        row = np.clip((seconds // self.period_s).astype(np.int64), 0, periods - 1)
+        per_row = np.bincount(row, weights=self.counts, minlength=periods)
+        return float(np.dot(per_row, self.service_s.mean(axis=1)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +155,17 @@ def _grid(period_s: float, end_s: float) -> npt.NDArray[np.int64]:
     return np.round(np.arange(count) * period_s * 1000.0).astype(np.int64)
 
 
-def plan(trace: Trace, scenario: Scenario, hpa_queries_scaler: bool = HPA_QUERIES_SCALER) -> Plan:
-    """Split the trace by scenario model and lay out the control instants."""
+def plan(
+    trace: Trace | ArrivalBins,
+    scenario: Scenario,
+    hpa_queries_scaler: bool = HPA_QUERIES_SCALER,
+) -> Plan:
+    """Split the trace by scenario model and lay out the control instants. A per-request
+    ``Trace`` runs on the per-request queue; ``ArrivalBins`` on the aggregated one."""
     try:
         index = scenario.trace_model_index(trace.models)
     except KeyError as exc:
         raise EngineError(str(exc.args[0])) from None
-    of_request = index[trace.model] if len(trace) else np.zeros(0, np.int32)
     pool_names = list(scenario.node_pools)
     pools = []
     for spec in scenario.node_pools.values():
@@ -142,23 +191,12 @@ def plan(trace: Trace, scenario: Scenario, hpa_queries_scaler: bool = HPA_QUERIE
     models = []
     single = len(scenario.models) == 1
     for i, model in enumerate(scenario.models.values()):
-        if single:
-            arrival, rows = trace.arrival_s, None
+        fluid: FluidDemand | None = None
+        if isinstance(trace, ArrivalBins):
+            arrival = service = np.zeros(0)
+            fluid = _fluid_demand(trace, index, i, model)
         else:
-            rows = np.flatnonzero(of_request == i)
-            arrival = trace.arrival_s[rows]
-        if trace.service_s is not None:
-            service = trace.service_s if rows is None else trace.service_s[rows]
-        else:
-            tokens_in = trace.input_tokens if rows is None else trace.input_tokens[rows]
-            tokens_out = trace.output_tokens if rows is None else trace.output_tokens[rows]
-            service = model.service.service_s(tokens_in, tokens_out, model.max_concurrency)
-        if service.size and not float(service.min()) >= 0.0:  # also catches NaN
-            bad = int(np.flatnonzero(~(service >= 0.0))[0])
-            raise EngineError(
-                f"model {model.name}: request {bad} of the model has service time "
-                f"{float(service[bad])!r} s; service times must be >= 0"
-            )
+            arrival, service = _requests(trace, index, i, model, single)
         config = model.policy.to_policy_config()
         models.append(
             ModelRun(
@@ -174,6 +212,7 @@ def plan(trace: Trace, scenario: Scenario, hpa_queries_scaler: bool = HPA_QUERIE
                 cooldown_s=keda.cooldown_period_s,
                 counts_in_flight=bool(model.policy.include_unacked),
                 counts_replicas=scenario.control_plane.replicas_from == "kubernetes",
+                fluid=fluid,
             )
         )
     step = scenario.simulation.sample_every_s
@@ -182,6 +221,8 @@ def plan(trace: Trace, scenario: Scenario, hpa_queries_scaler: bool = HPA_QUERIE
         horizon = f"runs {end:g} s from the trace start (simulation.duration_s)"
     else:
         end = trace.duration_s + DRAIN_S
+        if isinstance(trace, ArrivalBins):
+            end = max(end, trace.n_bins * trace.bin_s)
         horizon = f"runs until {DRAIN_S:g} s after the last arrival"
     end = math.ceil(end / step - 1e-9) * step
     polls = _grid(keda.polling_interval_s, end)
@@ -229,6 +270,63 @@ def plan(trace: Trace, scenario: Scenario, hpa_queries_scaler: bool = HPA_QUERIE
         seed=scenario.seed,
         assumptions=assumptions,
     )
+
+
+def _requests(
+    trace: Trace, index: npt.NDArray[np.int32], i: int, model: ModelSpec, single: bool
+) -> tuple[F64, F64]:
+    """Model ``i``'s arrival times and service times, seconds."""
+    rows = None if single else np.flatnonzero(index[trace.model] == i)
+    arrival = trace.arrival_s if rows is None else trace.arrival_s[rows]
+    if trace.service_s is not None:
+        service = trace.service_s if rows is None else trace.service_s[rows]
+    else:
+        tokens_in = trace.input_tokens if rows is None else trace.input_tokens[rows]
+        tokens_out = trace.output_tokens if rows is None else trace.output_tokens[rows]
+        service = model.service.service_s(tokens_in, tokens_out, model.max_concurrency)
+    _check_service(model.name, service)
+    return np.ascontiguousarray(arrival), np.ascontiguousarray(service, dtype=np.float64)
+
+
+def _fluid_demand(
+    bins: ArrivalBins, index: npt.NDArray[np.int32], i: int, model: ModelSpec
+) -> FluidDemand:
+    """Model ``i``'s per-second arrivals (its trace models summed) and service-time samples."""
+    if bins.bin_s != 1.0:
+        raise EngineError(f"the aggregated engine needs 1-second bins, got {bins.bin_s:g} s")
+    mine = np.flatnonzero(index == i)
+    counts = bins.counts[mine].sum(axis=0) if mine.size else np.zeros(bins.n_bins)
+    samples = []
+    for j in mine:
+        mix = bins.mixes[int(j)]
+        if mix.service_s is not None:
+            service = mix.service_s
+        else:
+            flat = model.service.service_s(
+                mix.input_tokens.ravel(), mix.output_tokens.ravel(), model.max_concurrency
+            )
+            service = flat.reshape(mix.input_tokens.shape)
+        samples.append((mix.period_s, service))
+    if not samples:
+        return FluidDemand(counts, np.full((1, 1), model.service.throughput_rps**-1), 3600.0)
+    period = samples[0][0]
+    rows = max(s.shape[0] for _, s in samples)
+    # Trace models sharing a scenario model pool their samples period by period.
+    pooled = np.concatenate(
+        [np.resize(s, (rows, s.shape[1])) if s.shape[0] != rows else s for _, s in samples],
+        axis=1,
+    )
+    _check_service(model.name, pooled.ravel())
+    return FluidDemand(np.ascontiguousarray(counts), pooled, period)
+
+
+def _check_service(name: str, service: F64) -> None:
+    if service.size and not float(service.min()) >= 0.0:  # also catches NaN
+        bad = int(np.flatnonzero(~(service >= 0.0))[0])
+        raise EngineError(
+            f"model {name}: request {bad} of the model has service time "
+            f"{float(service[bad])!r} s; service times must be >= 0"
+        )
 
 
 def default_policies(scenario: Scenario) -> list[PolicyTriple]:

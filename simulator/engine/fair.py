@@ -39,24 +39,18 @@ DAY_S = 86400.0
 
 
 def service_seconds(model: ModelRun) -> float:
-    """Slot-seconds of service the model's requests need (the fluid ideal's numerator): the
-    engine's ``total_service_s`` (per request or aggregated), else the per-request sum."""
-    total = getattr(model, "total_service_s", None)
-    return float(model.service_s.sum()) if total is None else float(total)
+    """Slot-seconds of service the model's requests need (the fluid ideal's numerator)."""
+    return model.total_service_s
 
 
 def requests_of(model: ModelRun) -> float:
     """Requests of the model in the trace."""
-    count = getattr(model, "requests", None)
-    return float(model.arrival_s.size) if count is None else float(count)
+    return model.requests
 
 
 def arrived_before(model: ModelRun, t_s: float) -> float:
     """Requests of the model that arrived before ``t_s`` seconds."""
-    counted = getattr(model, "arrived_before", None)
-    if counted is not None:
-        return float(counted(np.array([t_s]))[0])
-    return float(np.searchsorted(model.arrival_s, t_s, side="left"))
+    return float(model.arrived_before(np.array([t_s]))[0])
 
 
 def replica_rps(model: ModelRun) -> float:

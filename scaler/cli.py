@@ -17,6 +17,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("simulator.cli:simulate", "Replay a trace through modelled KEDA/HPA/GPUs."),
     "trace": ("simulator.cli:trace", "Trace tools: generate synthetic traces, inspect files."),
     "render": ("simulator.render:render", "Render per-model Kubernetes manifests."),
+    "tune": ("simulator.cli:tune", "Search the policy's knobs on a trace: cost versus SLO."),
 }
 
 
@@ -50,4 +51,5 @@ def main() -> None:
     demo      see it work on this machine, no cluster needed
     simulate  replay traffic and compare policies' GPU cost and queue wait
     render    write the per-model Kubernetes objects from a models file
+    tune      search the policy's settings on your traffic, cheapest meeting the SLO
     """

@@ -366,3 +366,111 @@ def simulate(
         policy_list,
         no_progress,
     )
+
+
+def load_traffic_from_options(
+    path: Path,
+    trace_format: str | None,
+    model_name: str | None,
+    time_scale: float,
+    rate: float,
+    rename: Sequence[str],
+    seed: int,
+) -> Trace | ArrivalBins:
+    """``load_trace_from_options``, or a ServeGen trace too large to hold request by request
+    (as ``trace inspect`` decides) as its per-second counts for the aggregated engine."""
+    aggregated = _inspect_aggregated(path, trace_format, model_name, rate, seed)
+    if aggregated is None:
+        return load_trace_from_options(
+            path, trace_format, model_name, time_scale, rate, rename, seed
+        )
+    if rename or time_scale != 1.0:
+        raise click.ClickException(
+            f"{path}: too large for --rename or --time-scale "
+            f"(above {INSPECT_MAX_REQUESTS:,} requests); use --rate to scale it down"
+        )
+    return aggregated
+
+
+@click.command()
+@click.argument("trace_path", metavar="TRACE", type=click.Path(path_type=Path))
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Scenario (models file) YAML to tune. Default: as for simulate.",
+)
+@click.option(
+    "--slo",
+    "slo_wait_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Queue-wait SLO, seconds (default: the scenario's slo_wait_s, 30).",
+)
+@click.option(
+    "--attainment",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=None,
+    help="Share of every model's requests that must meet the SLO "
+    "(default: the scenario's slo_attainment, 0.99).",
+)
+@click.option(
+    "--budget",
+    type=click.IntRange(min=1),
+    default=81,
+    show_default=True,
+    help="Settings sampled (the scenario's own included); successive halving scores a third "
+    "of them on a three times longer prefix of the trace, twice.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Processes."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="depthscale-tune",
+    show_default=True,
+    help="Directory for report.html, report.json and the chosen setting (models.yaml, "
+    "policy.yaml, scaledobject-metadata.yaml).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@trace_input_options
+def tune(
+    trace_path: Path,
+    scenario_path: Path | None,
+    slo_wait_s: float | None,
+    attainment: float | None,
+    budget: int,
+    workers: int,
+    out_dir: Path,
+    no_progress: bool,
+    trace_format: str | None,
+    model_name: str | None,
+    time_scale: float,
+    rate: float,
+    rename: tuple[str, ...],
+    seed: int,
+) -> None:
+    """Search the depthscale policy's knobs on TRACE: print the cost-versus-SLO frontier and the
+    cheapest setting meeting the SLO, and write it as ScaledObject metadata, a policy block and
+    a models file that `depthscale render` deploys (docs/policy.md, "Tuning").
+
+    --seed, when given, also replaces the scenario's seed (the search is seeded by it)."""
+    from simulator.tune_command import run_command  # engine and matplotlib load only here
+
+    source = click.get_current_context().get_parameter_source("seed")
+    given = source is not None and source is not click.core.ParameterSource.DEFAULT
+    run_command(
+        lambda s: load_traffic_from_options(
+            trace_path, trace_format, model_name, time_scale, rate, rename, s
+        ),
+        scenario_path,
+        seed if given else None,
+        slo_wait_s,
+        attainment,
+        budget,
+        workers,
+        out_dir,
+        no_progress,
+    )

@@ -1,0 +1,134 @@
+"""What ``depthscale tune TRACE`` does once its options are parsed (they live in
+``simulator.cli``): load the trace and scenario as ``depthscale simulate`` does, search, print
+the frontier and the recommendation, write the files.
+
+Any problem with the input ends the command with one line naming the file or key and a non-zero
+exit; so does a search in which no setting meets the target (the report is still written, the
+setting files are not)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from simulator.scenario import Scenario, ScenarioError, default_scenario, load_scenario
+from simulator.traces.bins import ArrivalBins
+from simulator.tune import Candidate, Data, Outcome, TuneError, apply, search, with_target
+from simulator.tune_report import all_texts, chosen_sentence, frontier_rows, write_files
+
+
+def load_inputs(
+    load: Callable[[int], Data],
+    scenario_path: Path | None,
+    seed: int | None,
+    slo_wait_s: float | None,
+    attainment: float | None,
+) -> tuple[Data, Scenario]:
+    """The traffic (``load(seed)``, raising ``click.ClickException``) and the scenario to tune,
+    as ``simulate`` reads them, with the SLO target applied."""
+    scenario: Scenario | None = None
+    if scenario_path is not None:
+        try:
+            scenario = load_scenario(scenario_path)
+        except ScenarioError as exc:
+            raise click.ClickException(str(exc)) from None
+    data = load(seed if seed is not None else (scenario.seed if scenario else 0))
+    empty = data.requests() <= 0 if isinstance(data, ArrivalBins) else len(data) == 0
+    if empty:
+        raise click.ClickException(f"{data.source or 'trace'}: the trace has no requests")
+    if scenario is None:
+        scenario = default_scenario(data.models)
+    if seed is not None:
+        scenario = scenario.model_copy(update={"seed": seed})
+    scenario = with_target(scenario, slo_wait_s, attainment)
+    name = str(scenario_path) if scenario_path else "default scenario"
+    try:
+        scenario.trace_model_index(data.models)
+        apply(scenario, Candidate(0))
+    except KeyError as exc:
+        raise click.ClickException(f"{name}: models: {exc.args[0]}") from None
+    except TuneError as exc:
+        raise click.ClickException(f"{name}: {exc}") from None
+    return data, scenario
+
+
+def frontier_table(outcome: Outcome, scenario: Scenario, title: str) -> Table:
+    headers, rows = frontier_rows(outcome, scenario)
+    table = Table(title=title)
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def run_command(
+    load: Callable[[int], Data],
+    scenario_path: Path | None,
+    seed: int | None,
+    slo_wait_s: float | None,
+    attainment: float | None,
+    budget: int,
+    workers: int,
+    out_dir: Path,
+    no_progress: bool,
+) -> Outcome:
+    """Load, search with a progress bar (stderr, terminals only), print, write."""
+    data, scenario = load_inputs(load, scenario_path, seed, slo_wait_s, attainment)
+    trace = data.source or "trace"
+    err = Console(stderr=True)
+    started = time.perf_counter()
+    from simulator.engine import EngineError
+
+    try:
+        if not no_progress and err.is_terminal:
+            bar = Progress(
+                TextColumn("tuning"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("candidate runs"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+            task = bar.add_task("tune", total=None)
+            with bar:
+                outcome = search(
+                    data,
+                    scenario,
+                    budget,
+                    workers,
+                    lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        else:
+            outcome = search(data, scenario, budget, workers)
+    except (EngineError, TuneError) as exc:
+        raise click.ClickException(f"{scenario_path or 'default scenario'}: {exc}") from None
+    took = time.perf_counter() - started
+    source = scenario_path.name if scenario_path else "the default scenario"
+    texts = all_texts(outcome, scenario, trace, source, budget, took)
+    write_files(texts, out_dir)
+    probe = Console()
+    out = probe if probe.is_terminal else Console(width=160)
+    title = (
+        f"{trace}: cost versus SLO (wait ≤ {scenario.slo_wait_s:g} s), "
+        f"{len(outcome.full)} settings scored on the whole trace"
+    )
+    out.print(frontier_table(outcome, scenario, title))
+    sentence = chosen_sentence(outcome, scenario)
+    if outcome.chosen is None:
+        out.print(f"Report: {out_dir / 'report.html'} (also report.json)", highlight=False)
+        raise click.ClickException(sentence)
+    out.print(sentence[0].upper() + sentence[1:], highlight=False, markup=False)
+    out.print(
+        f"Wrote {', '.join(str(out_dir / n) for n in sorted(texts))} in {took:,.0f} s",
+        highlight=False,
+        markup=False,
+    )
+    return outcome

@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 
 from simulator.traces import azure, burstgpt, generic, mooncake, servegen
 from simulator.traces._chunks import DEFAULT_CHUNK_BYTES, open_binary, read_header
+from simulator.traces._text import SNIFF_BYTES as _SNIFF_BYTES
+from simulator.traces._text import check_text
 from simulator.traces.bins import ArrivalBins, bins_from_trace
 from simulator.traces.trace import Trace, TraceError
 from simulator.traces.transform import scale_rate
@@ -30,36 +32,6 @@ FORMATS: tuple[str, ...] = get_args(Format)
 def _suffixes(path: Path) -> list[str]:
     suffixes = [s.lower() for s in path.suffixes]
     return suffixes[:-1] if suffixes and suffixes[-1] == ".gz" else suffixes
-
-
-_SNIFF_BYTES = 64 * 1024
-
-
-def check_text(path: Path) -> None:
-    """``TraceError`` unless the file starts as text with LF or CRLF line ends: a NUL byte or
-    invalid UTF-8 (binary content), or a CR not followed by LF (classic Mac line ends), within
-    its first 64 KB."""
-    file = str(path)
-    try:
-        with open_binary(path) as f:
-            head = f.read(_SNIFF_BYTES)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise TraceError(file, None, f"cannot read: {exc}") from None
-    line = head.count(b"\n", 0, max(head.find(b"\0"), 0)) + 1
-    if b"\0" in head:
-        raise TraceError(file, line, "binary content (a NUL byte), not a text trace")
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 3:  # not just a character cut at the 64 KB edge
-            line = head.count(b"\n", 0, exc.start) + 1
-            raise TraceError(file, line, "not UTF-8 text (binary content?)") from None
-    bare = re.search(rb"\r(?!\n)", head[:-1] if head.endswith(b"\r") else head)
-    if bare is not None:
-        line = head.count(b"\n", 0, bare.start()) + 1
-        raise TraceError(
-            file, line, "line ends in a bare CR (old Mac line endings); convert them to LF"
-        )
 
 
 def detect_format(path: Path) -> Format:

@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.traces import _servegen_kernel as kernel
+from simulator.traces._text import check_text
 from simulator.traces.bins import ArrivalBins, LengthMix
 from simulator.traces.servegen_lengths import DEFAULT_LENGTHS, ClientLengths, read_dataset
 from simulator.traces.trace import DEFAULT_EPOCH_S, Trace, TraceError, build_trace
@@ -161,6 +162,7 @@ def is_model_dir(path: Path) -> bool:
 def read_client(path: Path, number: int = 0, *, with_lengths: bool = True) -> Client:
     """One window file (either form), with the sibling ``chunk-N-dataset.json`` if any."""
     file = str(path)
+    check_text(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             rows = list(enumerate(csv.reader(f), start=1))

@@ -190,6 +190,23 @@ def test_a_directory_is_one_model_holding_all_its_clients(tmp_path: Path) -> Non
     np.testing.assert_array_equal(together.arrival_s, alone.arrival_s)
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"0,0,0,,0,0\r600,0,0,,0,0\r", ":1: line ends in a bare CR"),
+        (b"0,0,0,,0,0\n\x00\x01\x02", ":2: binary content"),
+    ],
+)
+def test_a_client_file_that_is_not_text_fails_in_one_line(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    _client(tmp_path / "chunk-0-trace.csv", [10])
+    (tmp_path / "chunk-1-trace.csv").write_bytes(content)
+    with pytest.raises(TraceError) as caught:
+        load_trace(tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / 'chunk-1-trace.csv'}{problem}")
+
+
 def test_a_directory_without_clients_or_with_a_stray_dataset_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(TraceError, match=r"without chunk-N-trace\.csv"):
         load_trace(tmp_path)

@@ -154,8 +154,42 @@ def replicas_for_rate(rate_rps: float, replica_rps: float, target_utilization: f
     return max(math.ceil(rate_rps / (replica_rps * target_utilization) - 1e-9), 1)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class PerSecond:
+    """Arrivals counted per second instead of listed: ``counts[k]`` requests arrived in
+    ``[k, k+1)`` seconds from the start (a billion-request trace in the aggregated form)."""
+
+    counts: npt.NDArray[np.float64]
+
+    def before(self, t_s: float) -> float:
+        """Requests that arrived in the whole seconds before ``t_s``."""
+        return float(self.counts[: max(math.floor(t_s), 0)].sum())
+
+    def within(self, span_s: float) -> PerSecond:
+        return PerSecond(self.counts[: max(math.ceil(span_s), 0)])
+
+
+Arrivals = npt.ArrayLike | PerSecond
+"""Arrival times (seconds from the start, any order) or per-second counts."""
+
+
+def _times(arrivals: Arrivals) -> npt.NDArray[np.float64] | PerSecond:
+    if isinstance(arrivals, PerSecond):
+        return arrivals
+    times = np.asarray(arrivals, dtype=np.float64)
+    if times.size and not np.all(np.isfinite(times)):
+        raise ScheduleError("arrivals_s: every arrival time must be finite")
+    return times
+
+
+def _empty(times: npt.NDArray[np.float64] | PerSecond) -> bool:
+    if isinstance(times, PerSecond):
+        return not bool(times.counts.any())
+    return times.size == 0
+
+
 def window_peaks(
-    arrivals_s: npt.ArrayLike,
+    arrivals_s: Arrivals,
     *,
     start_epoch_s: float = 0.0,
     tz: tzinfo = UTC,
@@ -171,13 +205,11 @@ def window_peaks(
     seconds from ``start_epoch_s``, in any order."""
     if not window_s > 0 or _QUARTER_HOUR_S % window_s:
         raise ScheduleError(f"window_s: must divide {_QUARTER_HOUR_S} seconds, got {window_s}")
-    times = np.asarray(arrivals_s, dtype=np.float64)
+    times = _times(arrivals_s)
     slots = HOURS_PER_WEEK if weekly else HOURS_PER_DAY
     peaks = np.zeros(slots)
-    if times.size == 0:
+    if _empty(times):
         return tuple(float(p) for p in peaks)
-    if not np.all(np.isfinite(times)):
-        raise ScheduleError("arrivals_s: every arrival time must be finite")
     window_ids, counts = _window_counts(times, start_epoch_s, window_s)
     # Few distinct windows (2016 a week at 5 minutes): the time zone lookup runs once per window.
     for window_id, count in zip(window_ids.tolist(), counts.tolist(), strict=True):
@@ -187,23 +219,28 @@ def window_peaks(
 
 
 def _window_counts(
-    times: npt.NDArray[np.float64], start_epoch_s: float, window_s: float
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    times: npt.NDArray[np.float64] | PerSecond, start_epoch_s: float, window_s: float
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Wall-clock window ids (Unix seconds // window_s) that hold arrivals, and how many each
-    holds; one O(n) pass (a bincount over the trace's span), no sort."""
+    holds; one O(n) pass (a bincount over the trace's span), no sort. Per-second counts are
+    placed by the start of their second."""
     # Whole windows of the epoch apart from the rest, so that adding a large epoch to a time
     # cannot round an arrival just before a window edge into the next window.
     epoch_windows = np.floor(start_epoch_s / window_s)
     remainder = start_epoch_s - epoch_windows * window_s
+    weights = None
+    if isinstance(times, PerSecond):
+        weights = times.counts
+        times = np.arange(times.counts.size, dtype=np.float64)
     bins = (np.floor((times + remainder) / window_s) + epoch_windows).astype(np.int64)
     first = int(bins.min())
-    counts = np.bincount(bins - first)
+    counts = np.bincount(bins - first, weights=weights).astype(np.float64)
     used = np.flatnonzero(counts)
     return used + first, counts[used]
 
 
 def hindsight_schedule(
-    arrivals_s: npt.ArrayLike,
+    arrivals_s: Arrivals,
     *,
     replica_rps: float,
     target_utilization: float,
@@ -229,7 +266,7 @@ def hindsight_schedule(
 
 
 def peak_replicas(
-    arrivals_s: npt.ArrayLike,
+    arrivals_s: Arrivals,
     *,
     replica_rps: float,
     target_utilization: float,
@@ -241,8 +278,8 @@ def peak_replicas(
     of the hindsight schedule built from the same arguments."""
     if not window_s > 0 or _QUARTER_HOUR_S % window_s:
         raise ScheduleError(f"window_s: must divide {_QUARTER_HOUR_S} seconds, got {window_s}")
-    times = np.asarray(arrivals_s, dtype=np.float64)
-    if times.size == 0:
+    times = _times(arrivals_s)
+    if _empty(times):
         return 0
     _, counts = _window_counts(times, start_epoch_s, window_s)
     return replicas_for_rate(float(counts.max()) / window_s, replica_rps, target_utilization)
@@ -324,7 +361,7 @@ class DatedSchedulePolicy:
 
 
 def trailing_schedule(
-    arrivals_s: npt.ArrayLike,
+    arrivals_s: Arrivals,
     *,
     replica_rps: float,
     target_utilization: float,
@@ -362,17 +399,18 @@ def trailing_schedule(
         raise ScheduleError(f"window_s: must divide {_QUARTER_HOUR_S} seconds, got {window_s}")
     if not (math.isfinite(span_s) and span_s >= 0):
         raise ScheduleError(f"span_s: must be finite and >= 0, got {span_s}")
-    times = np.asarray(arrivals_s, dtype=np.float64)
-    if times.size and not np.all(np.isfinite(times)):
-        raise ScheduleError("arrivals_s: every arrival time must be finite")
+    times = _times(arrivals_s)
     first_day = datetime.fromtimestamp(start_epoch_s, tz).date()
     last_day = datetime.fromtimestamp(start_epoch_s + span_s, tz).date()
     days = (last_day - first_day).days + 2  # one more for the drain after the trace
     peaks = np.zeros((days, HOURS_PER_DAY))
     observed = np.zeros((days, HOURS_PER_DAY), dtype=np.bool_)
-    counts: dict[int, int] = {}
-    inside = times[(times >= 0) & (times < span_s)] if times.size else times
-    if inside.size:
+    counts: dict[int, float] = {}
+    if isinstance(times, PerSecond):
+        inside: npt.NDArray[np.float64] | PerSecond = times.within(span_s)
+    else:
+        inside = times[(times >= 0) & (times < span_s)] if times.size else times
+    if not _empty(inside):
         ids, found = _window_counts(inside, start_epoch_s, window_s)
         counts = dict(zip(ids.tolist(), found.tolist(), strict=True))
     first_id = math.floor(start_epoch_s / window_s)

@@ -48,12 +48,15 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import ValidationError
 
 from policies.config import ConfigError, Mode, QueueDepthConfig
 from policies.queue_depth import QueueDepthPolicy
 from policies.schedule import (
     WEEKDAYS,
+    Arrivals,
+    PerSecond,
     ScheduleError,
     SchedulePolicy,
     business_hours,
@@ -66,7 +69,8 @@ from policies.schedule import (
 from policies.static import StaticError, StaticPolicy
 from policies.types import Policy
 from simulator.scenario import ModelSpec, PolicySpec, Scenario
-from simulator.traces.trace import F64, Trace
+from simulator.traces.bins import ArrivalBins
+from simulator.traces.trace import Trace
 
 DEFAULT_WINDOW_S = 300.0
 OPENING_S = 600.0
@@ -96,7 +100,7 @@ def select(scenario: Scenario, names: Sequence[str] | None) -> tuple[PolicySpec,
 
 
 def build_policies(
-    scenario: Scenario, trace: Trace, names: Sequence[str] | None = None
+    scenario: Scenario, trace: Trace | ArrivalBins, names: Sequence[str] | None = None
 ) -> list[PolicyEntry]:
     """``(name, kind, {model: policy})`` for each of the scenario's policies (or those ``names``),
     in scenario order; ``PolicySetError`` names the entry and param at fault."""
@@ -107,28 +111,55 @@ def build_policies(
 
 
 class _Demand:
-    """Per scenario model: arrival times (seconds from the trace start) and replica throughput."""
+    """Per scenario model: its arrivals (times from the trace start, or per-second counts for
+    an aggregated trace) and replica throughput on this trace."""
 
-    def __init__(self, scenario: Scenario, trace: Trace) -> None:
+    def __init__(self, scenario: Scenario, trace: Trace | ArrivalBins) -> None:
         self.epoch_s = trace.epoch_s
         self.span_s = trace.duration_s
-        index = scenario.trace_model_index(trace.models) if trace.models else np.zeros(0, np.int32)
-        of_request = index[trace.model] if len(trace) else np.zeros(0, np.int32)
-        self.arrivals: dict[str, F64] = {}
+        self.arrivals: dict[str, Arrivals] = {}
         self.replica_rps: dict[str, float] = {}
+        index = scenario.trace_model_index(trace.models) if trace.models else np.zeros(0, np.int32)
         for i, (name, model) in enumerate(scenario.models.items()):
-            mask = of_request == i
-            self.arrivals[name] = trace.arrival_s[mask]
-            if trace.service_s is not None:
-                service = trace.service_s[mask]
+            if isinstance(trace, ArrivalBins):
+                self.arrivals[name], mean_s = _binned(trace, index, i, model)
             else:
-                service = model.service.service_s(
-                    trace.input_tokens[mask], trace.output_tokens[mask], model.max_concurrency
-                )
-            mean_s = float(service.mean()) if service.size else 0.0
+                of_request = index[trace.model] if len(trace) else np.zeros(0, np.int32)
+                mask = of_request == i
+                self.arrivals[name] = trace.arrival_s[mask]
+                if trace.service_s is not None:
+                    service = trace.service_s[mask]
+                else:
+                    service = model.service.service_s(
+                        trace.input_tokens[mask], trace.output_tokens[mask], model.max_concurrency
+                    )
+                mean_s = float(service.mean()) if service.size else 0.0
             self.replica_rps[name] = (
                 model.max_concurrency / mean_s if mean_s > 0 else model.service.throughput_rps
             )
+
+
+def _binned(
+    bins: ArrivalBins, index: npt.NDArray[np.int32], i: int, model: ModelSpec
+) -> tuple[PerSecond, float]:
+    """Model ``i``'s per-second arrivals and its requests' mean service time, seconds."""
+    mine = np.flatnonzero(index == i)
+    counts = bins.counts[mine].sum(axis=0) if mine.size else np.zeros(bins.n_bins)
+    total = weight = 0.0
+    for j in mine:
+        mix = bins.mixes[int(j)]
+        if mix.service_s is not None:
+            service = mix.service_s
+        else:
+            flat = model.service.service_s(
+                mix.input_tokens.ravel(), mix.output_tokens.ravel(), model.max_concurrency
+            )
+            service = flat.reshape(mix.input_tokens.shape)
+        rows = mix.period_of(np.arange(bins.n_bins, dtype=np.float64) * bins.bin_s)
+        per_row = np.bincount(rows, weights=bins.counts[int(j)], minlength=mix.periods)
+        total += float(np.dot(per_row, service.mean(axis=1)))
+        weight += float(per_row.sum())
+    return PerSecond(counts), total / weight if weight > 0 else 0.0
 
 
 def _build(spec: PolicySpec, scenario: Scenario, demand: _Demand) -> ModelPolicies:
@@ -324,12 +355,15 @@ def opening_window_s(span_s: float) -> float:
 
 
 def opening_replicas(
-    arrivals_s: F64, replica_rps: float, target_utilization: float, span_s: float
+    arrivals_s: Arrivals, replica_rps: float, target_utilization: float, span_s: float
 ) -> int:
     """Replicas the opening traffic needs: its arrival rate (requests/second) at
     ``target_utilization`` of ``replica_rps`` per replica."""
     window = opening_window_s(span_s)
-    opening = int(np.count_nonzero(np.asarray(arrivals_s) < window))
+    if isinstance(arrivals_s, PerSecond):
+        opening = arrivals_s.before(window)
+    else:
+        opening = float(np.count_nonzero(np.asarray(arrivals_s) < window))
     return replicas_for_rate(opening / window, replica_rps, target_utilization)
 
 

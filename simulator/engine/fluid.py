@@ -53,12 +53,17 @@ def occupancy_kernel(service_s: F64) -> F64:
     s = np.minimum(np.asarray(service_s, dtype=np.float64), MAX_KERNEL_S)
     length = math.ceil(float(s.max(initial=0.0))) + 2
     out = np.zeros((s.shape[0], length))
+    steps = np.arange(length, dtype=np.float64)
     for p in range(s.shape[0]):
         row = np.sort(s[p])
-        # E[min(max(S - j, 0), 1)] = ∫_j^{j+1} P(S > x) dx, from the sorted samples.
-        for j in range(length):
-            part = np.clip(row - j, 0.0, 1.0)
-            out[p, j] = float(part.mean())
+        k = row.shape[0]
+        prefix = np.concatenate([[0.0], np.cumsum(row)])
+        # E[min(max(S - j, 0), 1)]: samples above j + 1 count whole, those in (j, j + 1] by
+        # their part above j.
+        lo = np.searchsorted(row, steps, side="right")
+        hi = np.searchsorted(row, steps + 1.0, side="right")
+        partial = prefix[hi] - prefix[lo] - steps * (hi - lo)
+        out[p] = ((k - hi) + partial) / k
     return out
 
 

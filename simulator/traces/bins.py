@@ -103,8 +103,9 @@ class ArrivalBins:
         return float(self.counts.sum())
 
 
-MIX_SAMPLES = 2048
-"""Samples per period in the length mixes built here."""
+MIX_SAMPLES = 16384
+"""Samples per period in the length mixes built here (about 0.7% error on a period's mean
+service time for log-normal lengths with sigma 0.8)."""
 
 
 def bins_from_trace(

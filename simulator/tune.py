@@ -404,8 +404,21 @@ def search(
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
 ) -> Outcome:
+    """``search_with`` in ``workers`` processes."""
+    with evaluator(data, scenario, workers) as score_all:
+        return search_with(score_all, data, scenario, budget, progress)
+
+
+def search_with(
+    score_all: Evaluate,
+    data: Data,
+    scenario: Scenario,
+    budget: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Outcome:
     """Successive halving over ``budget`` sampled settings (``sample`` with the scenario's
-    seed). ``progress(done, total)`` after each evaluation."""
+    seed), scored by ``score_all`` (an ``evaluator``). ``progress(done, total)`` after each
+    evaluation."""
     candidates = sample(scenario, max(budget, 1), scenario.seed)
     spans = horizons(data.duration_s)
     sizes = rung_sizes(len(candidates) - 1)  # the scenario's own setting runs at every rung
@@ -421,16 +434,15 @@ def search(
     cache: dict[tuple[int, float], Score] = {}
     alive = [c.index for c in candidates]
     rungs: list[tuple[float, int]] = []
-    with evaluator(data, scenario, workers) as score_all:
-        for r, horizon in enumerate(spans):
-            todo = [(candidates[i], horizon) for i in alive if (i, horizon) not in cache]
-            for score in score_all(todo, tick):
-                cache[(score.index, horizon)] = score
-            rungs.append((horizon, len(alive)))
-            if r + 1 < len(spans):
-                here = [cache[(i, horizon)] for i in alive]
-                kept = survivors([s for s in here if s.index != 0], sizes[r + 1])
-                alive = [0, *kept]
+    for r, horizon in enumerate(spans):
+        todo = [(candidates[i], horizon) for i in alive if (i, horizon) not in cache]
+        for score in score_all(todo, tick):
+            cache[(score.index, horizon)] = score
+        rungs.append((horizon, len(alive)))
+        if r + 1 < len(spans):
+            here = [cache[(i, horizon)] for i in alive]
+            kept = survivors([s for s in here if s.index != 0], sizes[r + 1])
+            alive = [0, *kept]
     if progress is not None:
         progress(total, total)
     whole = spans[-1]

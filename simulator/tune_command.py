@@ -19,7 +19,16 @@ from rich.table import Table
 
 from simulator.scenario import Scenario, ScenarioError, default_scenario, load_scenario
 from simulator.traces.bins import ArrivalBins
-from simulator.tune import Candidate, Data, Outcome, TuneError, apply, search, with_target
+from simulator.tune import (
+    Candidate,
+    Data,
+    Outcome,
+    TuneError,
+    apply,
+    evaluator,
+    search_with,
+    with_target,
+)
 from simulator.tune_report import all_texts, chosen_sentence, frontier_rows, write_files
 
 
@@ -87,27 +96,29 @@ def run_command(
     from simulator.engine import EngineError
 
     try:
-        if not no_progress and err.is_terminal:
-            bar = Progress(
-                TextColumn("tuning"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("candidate runs"),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            )
-            task = bar.add_task("tune", total=None)
-            with bar:
-                outcome = search(
-                    data,
-                    scenario,
-                    budget,
-                    workers,
-                    lambda done, total: bar.update(task, completed=done, total=total),
+        # The workers start before the bar's refresh thread: nothing is forked mid-draw.
+        with evaluator(data, scenario, workers) as score_all:
+            if not no_progress and err.is_terminal:
+                bar = Progress(
+                    TextColumn("tuning"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("candidate runs"),
+                    TimeElapsedColumn(),
+                    console=err,
+                    transient=True,
                 )
-        else:
-            outcome = search(data, scenario, budget, workers)
+                task = bar.add_task("tune", total=None)
+                with bar:
+                    outcome = search_with(
+                        score_all,
+                        data,
+                        scenario,
+                        budget,
+                        lambda done, total: bar.update(task, completed=done, total=total),
+                    )
+            else:
+                outcome = search_with(score_all, data, scenario, budget)
     except (EngineError, TuneError) as exc:
         raise click.ClickException(f"{scenario_path or 'default scenario'}: {exc}") from None
     took = time.perf_counter() - started

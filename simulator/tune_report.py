@@ -267,6 +267,8 @@ def frontier_figure(outcome: Outcome, scenario: Scenario) -> str:
             "p95 queue wait (s)",
             scenario.slo_wait_s,
         )
+        low, _ = axes[0].get_xlim()
+        axes[0].set_xlim(min(low, 100 * scenario.slo_attainment - 0.5), 100.2)  # none above 100%
         axes[0].legend(loc="best", fontsize=8)
         return _svg(fig)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import multiprocessing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -458,9 +458,3 @@ def with_target(scenario: Scenario, slo_wait_s: float | None, attainment: float 
     if attainment is not None:
         update["slo_attainment"] = attainment
     return scenario.model_copy(update=update)
-
-
-def knob_table(candidate: Candidate, scenario: Scenario) -> Mapping[str, Any]:
-    """The first model's policy keys the candidate sets (what the frontier table shows)."""
-    model = next(iter(scenario.models.values()))
-    return candidate.overrides(model.max_concurrency)

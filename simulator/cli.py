@@ -240,6 +240,13 @@ def inspect(
 INSPECT_MAX_REQUESTS = 20_000_000
 """Above this many requests, ``trace inspect`` summarises a ServeGen model from its bins."""
 
+ENGINES = ("auto", "requests", "aggregated")
+
+AGGREGATE_ABOVE_REQUESTS = 20_000_000
+"""``--engine auto`` replays a trace of more requests than this in the aggregated (per-second)
+mode: request by request, 20 M requests take about 2 GB, and at this size the two modes agree
+(docs/simulator.md, benchmarks/simulator_throughput.py)."""
+
 
 def _inspect_aggregated(
     path: Path, trace_format: str | None, model_name: str | None, rate: float, seed: int
@@ -334,6 +341,15 @@ def summary_lines(trace: Trace, title: str) -> list[str]:
     help="Compare only these of the scenario's policies (comma-separated names).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="auto",
+    show_default=True,
+    help="requests: every request through the FCFS queue. aggregated: arrivals per second "
+    "through a fluid queue (bounded memory; billions of requests). auto: aggregated above "
+    f"{AGGREGATE_ABOVE_REQUESTS // 1_000_000} M requests.",
+)
 @trace_input_options
 def simulate(
     trace_path: Path,
@@ -341,6 +357,7 @@ def simulate(
     out_dir: Path,
     policy_list: str | None,
     no_progress: bool,
+    engine: str,
     trace_format: str | None,
     model_name: str | None,
     time_scale: float,
@@ -357,8 +374,8 @@ def simulate(
     source = click.get_current_context().get_parameter_source("seed")
     given = source is not None and source is not click.core.ParameterSource.DEFAULT
     run_command(
-        lambda s: load_trace_from_options(
-            trace_path, trace_format, model_name, time_scale, rate, rename, s
+        lambda s, progress: load_traffic_from_options(
+            trace_path, trace_format, model_name, time_scale, rate, rename, s, engine, progress
         ),
         scenario_path,
         out_dir,
@@ -376,20 +393,34 @@ def load_traffic_from_options(
     rate: float,
     rename: Sequence[str],
     seed: int,
+    engine: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
 ) -> Trace | ArrivalBins:
-    """``load_trace_from_options``, or a ServeGen trace too large to hold request by request
-    (as ``trace inspect`` decides) as its per-second counts for the aggregated engine."""
-    aggregated = _inspect_aggregated(path, trace_format, model_name, rate, seed)
-    if aggregated is None:
+    """The trace request by request (``load_trace_from_options``), or as per-second counts for
+    the aggregated engine: with ``engine`` "aggregated", or "auto" above
+    ``AGGREGATE_ABOVE_REQUESTS`` requests. ServeGen is binned as it is generated, so a
+    billion-request model never exists request by request. ``progress(done, total)`` follows
+    that generation."""
+    try:
+        fmt = _format(trace_format) or detect_format(path)
+        aggregate = engine == "aggregated" or (
+            engine == "auto" and estimated_requests(path, rate, fmt) > AGGREGATE_ABOVE_REQUESTS
+        )
+    except (TraceError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not aggregate:
         return load_trace_from_options(
             path, trace_format, model_name, time_scale, rate, rename, seed
         )
     if rename or time_scale != 1.0:
         raise click.ClickException(
-            f"{path}: too large for --rename or --time-scale "
-            f"(above {INSPECT_MAX_REQUESTS:,} requests); use --rate to scale it down"
+            f"{path}: --rename and --time-scale need the per-request engine "
+            f"(this trace replays per second: --engine requests, or --rate to scale it down)"
         )
-    return aggregated
+    try:
+        return load_bins(path, fmt, model=model_name, seed=seed, rate=rate, progress=progress)
+    except (TraceError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command()
@@ -435,6 +466,14 @@ def load_traffic_from_options(
     "policy.yaml, scaledobject-metadata.yaml).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="auto",
+    show_default=True,
+    help="As for simulate: requests, aggregated, or auto (aggregated above "
+    f"{AGGREGATE_ABOVE_REQUESTS // 1_000_000} M requests).",
+)
 @trace_input_options
 def tune(
     trace_path: Path,
@@ -445,6 +484,7 @@ def tune(
     workers: int,
     out_dir: Path,
     no_progress: bool,
+    engine: str,
     trace_format: str | None,
     model_name: str | None,
     time_scale: float,
@@ -462,8 +502,8 @@ def tune(
     source = click.get_current_context().get_parameter_source("seed")
     given = source is not None and source is not click.core.ParameterSource.DEFAULT
     run_command(
-        lambda s: load_traffic_from_options(
-            trace_path, trace_format, model_name, time_scale, rate, rename, s
+        lambda s, progress: load_traffic_from_options(
+            trace_path, trace_format, model_name, time_scale, rate, rename, s, engine, progress
         ),
         scenario_path,
         seed if given else None,

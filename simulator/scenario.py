@@ -21,6 +21,7 @@ Defaults, with their sources (DESIGN.md §2, §3, §6):
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -705,7 +706,21 @@ def dns_name(trace_name: str) -> str:
     return name[:63].rstrip("-")
 
 
-def default_scenario(model_names: Sequence[str]) -> Scenario:
+DEFAULT_MAX_REPLICAS = 100
+"""maxReplicas of the default scenario's models, unless the trace's busiest minute needs more."""
+
+
+def default_max_replicas(peak_rps: float) -> int:
+    """maxReplicas for a model whose busiest minute brings ``peak_rps`` requests/second: twice
+    what that minute needs at the default replica's throughput (19 req/s), at least 100. A cap
+    only stops a runaway; the user's own models file sets their budget."""
+    need = math.ceil(2.0 * peak_rps / ServiceModel().throughput_rps)
+    return max(DEFAULT_MAX_REPLICAS, need)
+
+
+def default_scenario(
+    model_names: Sequence[str], peak_rps: Mapping[str, float] | None = None
+) -> Scenario:
     """The documented default: every trace model served by a Llama-3-8B-class vLLM replica on one
     A100 40GB (≈19 req/s at ~200 in / ~180 out tokens, max 256 concurrent), one replica per
     on-demand a2-highgpu-1g node (1 GPU, $3.6734/h: cost follows GPU-hours, not the rounding of
@@ -728,7 +743,11 @@ def default_scenario(model_names: Sequence[str]) -> Scenario:
             "trace_models": [trace_name],
             "node_pool": "a100",
             "gpus_per_replica": 1,
-            "policy": {"includeUnacked": True, "replicaConcurrency": DEFAULT_REPLICA_CONCURRENCY},
+            "policy": {
+                "includeUnacked": True,
+                "replicaConcurrency": DEFAULT_REPLICA_CONCURRENCY,
+                "maxReplicas": default_max_replicas((peak_rps or {}).get(trace_name, 0.0)),
+            },
         }
     return Scenario.model_validate(
         {

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -23,17 +24,19 @@ from simulator.report import savings_table, write_report
 from simulator.report.verdict import ideal_total, misses, verdict, vs_ideal
 from simulator.results import TIME_BASED_KINDS, SimulationResult
 from simulator.scenario import Scenario, ScenarioError, default_scenario, load_scenario
+from simulator.traces.bins import ArrivalBins
 from simulator.traces.trace import Trace
 
 _PROGRESS_MIN_REQUESTS = 200_000  # below this a run takes a moment: no bar
 
 Runner = Callable[
-    [Trace, Scenario, Sequence[PolicyEntry], Callable[[float], None] | None], SimulationResult
+    [Trace | ArrivalBins, Scenario, Sequence[PolicyEntry], Callable[[float], None] | None],
+    SimulationResult,
 ]
 
 
 def _engine_run(
-    trace: Trace,
+    trace: Trace | ArrivalBins,
     scenario: Scenario,
     policies: Sequence[PolicyEntry],
     progress: Callable[[float], None] | None,
@@ -43,32 +46,59 @@ def _engine_run(
     return run(trace, scenario, policies, progress=progress)
 
 
+Traffic = Trace | ArrivalBins
+Loader = Callable[[int, Callable[[int, int], None] | None], Traffic]
+"""``load(seed, progress)``: the trace; ``progress(done, total)`` follows a long generation."""
+
+
+def requests_in(traffic: Traffic) -> float:
+    return traffic.requests() if isinstance(traffic, ArrivalBins) else float(len(traffic))
+
+
 def load_inputs(
-    load: Callable[[int], Trace],
+    load: Loader,
     scenario_path: Path | None,
     seed: int | None,
-) -> tuple[Trace, Scenario]:
-    """The trace (``load(seed)``, which raises ``click.ClickException`` naming file and line) and
-    the scenario: the file's, or the default one for the trace's models when ``scenario_path``
-    is None. ``seed`` overrides the scenario's seed when given."""
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Traffic, Scenario]:
+    """The trace (``load(seed, progress)``, which raises ``click.ClickException`` naming file and
+    line) and the scenario: the file's, or the default one for the trace's models when
+    ``scenario_path`` is None (its ``maxReplicas`` sized to the trace's busiest minute).
+    ``seed`` overrides the scenario's seed when given."""
     scenario: Scenario | None = None
     if scenario_path is not None:
         try:
             scenario = load_scenario(scenario_path)
         except ScenarioError as exc:
             raise click.ClickException(str(exc)) from None
-    trace = load(seed if seed is not None else (scenario.seed if scenario else 0))
-    if len(trace) == 0:
+    trace = load(seed if seed is not None else (scenario.seed if scenario else 0), progress)
+    if requests_in(trace) == 0:
         raise click.ClickException(f"{trace.source or 'trace'}: the trace has no requests")
     if scenario is None:
-        scenario = default_scenario(trace.models)
+        scenario = default_scenario(trace.models, peak_rps=busiest_minute_rps(trace))
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": seed})
     return trace, scenario
 
 
+def busiest_minute_rps(traffic: Traffic) -> dict[str, float]:
+    """Per trace model, the arrival rate of its busiest minute, requests/second."""
+    out: dict[str, float] = {}
+    for i, name in enumerate(traffic.models):
+        if isinstance(traffic, ArrivalBins):
+            counts = traffic.counts[i]
+            per_minute = max(round(60.0 / traffic.bin_s), 1)
+            usable = counts[: counts.size - counts.size % per_minute]
+            peak = float(usable.reshape(-1, per_minute).sum(axis=1).max(initial=0.0))
+            out[name] = max(peak, float(counts[usable.size :].sum())) / 60.0
+        else:
+            minutes = np.floor(traffic.arrival_s[traffic.model == i] / 60.0).astype(np.int64)
+            out[name] = float(np.bincount(minutes).max(initial=0)) / 60.0 if minutes.size else 0.0
+    return out
+
+
 def simulate_to(
-    trace: Trace,
+    trace: Traffic,
     scenario: Scenario,
     scenario_name: str,
     out: Path,
@@ -122,7 +152,7 @@ def summary_table(result: SimulationResult) -> Table:
 
 
 def run_command(
-    load: Callable[[int], Trace],
+    load: Loader,
     scenario_path: Path | None,
     out_dir: Path,
     seed: int | None,
@@ -133,10 +163,29 @@ def run_command(
     """What ``depthscale simulate`` does once its options are parsed: load, run with a progress
     bar on long runs (stderr, terminals only), write the report, print the summary."""
     names = [n.strip() for n in policy_list.split(",") if n.strip()] if policy_list else None
-    trace, scenario = load_inputs(load, scenario_path, seed)
-    scenario_name = str(scenario_path) if scenario_path else "default scenario"
     err = Console(stderr=True)
-    show_bar = not no_progress and err.is_terminal and len(trace) >= _PROGRESS_MIN_REQUESTS
+    bars = not no_progress and err.is_terminal
+    if bars:
+        loading = Progress(
+            TextColumn("generating arrivals"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        job = loading.add_task("load", total=None)
+        with loading:
+            trace, scenario = load_inputs(
+                load,
+                scenario_path,
+                seed,
+                lambda done, total: loading.update(job, completed=done, total=total),
+            )
+    else:
+        trace, scenario = load_inputs(load, scenario_path, seed)
+    scenario_name = str(scenario_path) if scenario_path else "default scenario"
+    show_bar = bars and requests_in(trace) >= _PROGRESS_MIN_REQUESTS
     if show_bar:
         bar = Progress(
             TextColumn("simulating"),

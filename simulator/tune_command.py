@@ -14,11 +14,19 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from simulator.scenario import Scenario, ScenarioError, default_scenario, load_scenario
-from simulator.traces.bins import ArrivalBins
+from simulator import simulate
+from simulator.scenario import Scenario
+from simulator.simulate import Loader
 from simulator.tune import (
     Candidate,
     Data,
@@ -33,28 +41,17 @@ from simulator.tune_report import all_texts, chosen_sentence, frontier_rows, wri
 
 
 def load_inputs(
-    load: Callable[[int], Data],
+    load: Loader,
     scenario_path: Path | None,
     seed: int | None,
     slo_wait_s: float | None,
     attainment: float | None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Data, Scenario]:
-    """The traffic (``load(seed)``, raising ``click.ClickException``) and the scenario to tune,
-    as ``simulate`` reads them, with the SLO target applied."""
-    scenario: Scenario | None = None
-    if scenario_path is not None:
-        try:
-            scenario = load_scenario(scenario_path)
-        except ScenarioError as exc:
-            raise click.ClickException(str(exc)) from None
-    data = load(seed if seed is not None else (scenario.seed if scenario else 0))
-    empty = data.requests() <= 0 if isinstance(data, ArrivalBins) else len(data) == 0
-    if empty:
-        raise click.ClickException(f"{data.source or 'trace'}: the trace has no requests")
-    if scenario is None:
-        scenario = default_scenario(data.models)
-    if seed is not None:
-        scenario = scenario.model_copy(update={"seed": seed})
+    """The traffic and the scenario exactly as ``simulate`` reads them
+    (``simulator.simulate.load_inputs``), with the SLO target applied; a scenario whose models
+    do not serve the trace, or whose tuned entry's params break a policy block, is one line."""
+    data, scenario = simulate.load_inputs(load, scenario_path, seed, progress)
     scenario = with_target(scenario, slo_wait_s, attainment)
     name = str(scenario_path) if scenario_path else "default scenario"
     try:
@@ -65,6 +62,37 @@ def load_inputs(
     except TuneError as exc:
         raise click.ClickException(f"{name}: {exc}") from None
     return data, scenario
+
+
+def _load_with_bar(
+    load: Loader,
+    scenario_path: Path | None,
+    seed: int | None,
+    slo_wait_s: float | None,
+    attainment: float | None,
+    err: Console | None,
+) -> tuple[Data, Scenario]:
+    """``load_inputs``, with simulate's bar over a long generation when ``err`` is given."""
+    if err is None:
+        return load_inputs(load, scenario_path, seed, slo_wait_s, attainment)
+    loading = Progress(
+        TextColumn("generating arrivals"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    job = loading.add_task("load", total=None)
+    with loading:
+        return load_inputs(
+            load,
+            scenario_path,
+            seed,
+            slo_wait_s,
+            attainment,
+            lambda done, total: loading.update(job, completed=done, total=total),
+        )
 
 
 def frontier_table(outcome: Outcome, scenario: Scenario, title: str) -> Table:
@@ -78,7 +106,7 @@ def frontier_table(outcome: Outcome, scenario: Scenario, title: str) -> Table:
 
 
 def run_command(
-    load: Callable[[int], Data],
+    load: Loader,
     scenario_path: Path | None,
     seed: int | None,
     slo_wait_s: float | None,
@@ -89,16 +117,19 @@ def run_command(
     no_progress: bool,
 ) -> Outcome:
     """Load, search with a progress bar (stderr, terminals only), print, write."""
-    data, scenario = load_inputs(load, scenario_path, seed, slo_wait_s, attainment)
-    trace = data.source or "trace"
     err = Console(stderr=True)
+    bars = not no_progress and err.is_terminal
+    data, scenario = _load_with_bar(
+        load, scenario_path, seed, slo_wait_s, attainment, err if bars else None
+    )
+    trace = data.source or "trace"
     started = time.perf_counter()
     from simulator.engine import EngineError
 
     try:
         # The workers start before the bar's refresh thread: nothing is forked mid-draw.
         with evaluator(data, scenario, workers) as score_all:
-            if not no_progress and err.is_terminal:
+            if bars:
                 bar = Progress(
                     TextColumn("tuning"),
                     BarColumn(),

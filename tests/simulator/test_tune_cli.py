@@ -238,3 +238,39 @@ def test_bad_entry_params_are_one_line(files: Path) -> None:
     assert code == 1
     assert "scaleUpPending" in output
     assert len(output.strip().splitlines()) == 1
+
+
+def test_aggregated_engine_tunes_and_resimulates_alike(files: Path) -> None:
+    out = files / "aggregated"
+    common = ["--scenario", str(files / "models.yaml"), "--seed", str(SEED), "--slo", "20"]
+    code, output = invoke(
+        "tune",
+        str(files / "trace.csv"),
+        *common,
+        "--engine",
+        "aggregated",
+        "--budget",
+        "3",
+        "--out",
+        str(out),
+    )
+    assert code == 0, output
+    chosen = report(out)["chosen"]
+    code, output = invoke(
+        "simulate",
+        str(files / "trace.csv"),
+        "--scenario",
+        str(out / "models.yaml"),
+        "--engine",
+        "aggregated",
+        "--policies",
+        "depthscale",
+        "--out",
+        str(files / "aggregated-sim"),
+    )
+    assert code == 0, output
+    simulated = json.loads((files / "aggregated-sim" / "report.json").read_text())
+    policy = simulated["policies"]["depthscale"]
+    assert policy["cost_usd"] == pytest.approx(chosen["cost_usd"], rel=1e-12)
+    worst = min(m["slo_attainment"] for m in policy["models"].values())
+    assert worst == pytest.approx(chosen["slo_attainment"], rel=1e-12)

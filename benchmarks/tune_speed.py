@@ -5,7 +5,7 @@ load average before and after (the machine may be shared), and the command's own
 
 Target (issue 8): a 14-day trace at --rate 0.05 tunes in <= 10 minutes on two cores.
 
-    python benchmarks/tune_speed.py SERVEGEN_DIR [--rate 0.05] [--budget 81] [--workers 2]
+    python benchmarks/tune_speed.py SERVEGEN_DIR [--rate 0.05] [--budget 81] [--workers 2] [--out DIR]
 
 SERVEGEN_DIR is a directory of ServeGen chunk files (chunk-N-trace.csv, chunk-N-dataset.json;
 github.com/alibaba/ServeGen).
@@ -31,9 +31,11 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=81)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="Keep tune's output here.")
     args = parser.parse_args()
     before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as scratch:
+        out = args.out or scratch
         command = [
             sys.executable,
             "-c",

@@ -454,6 +454,14 @@ def load_traffic_from_options(
     "of them on a three times longer prefix of the trace, twice.",
 )
 @click.option(
+    "--max-launches-per-hour",
+    "max_launch_rate",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Also require at most this many GPU node launches per model per hour, on average "
+    "(default: no limit).",
+)
+@click.option(
     "--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Processes."
 )
 @click.option(
@@ -481,6 +489,7 @@ def tune(
     slo_wait_s: float | None,
     attainment: float | None,
     budget: int,
+    max_launch_rate: float | None,
     workers: int,
     out_dir: Path,
     no_progress: bool,
@@ -513,4 +522,5 @@ def tune(
         workers,
         out_dir,
         no_progress,
+        max_launch_rate,
     )

@@ -194,7 +194,9 @@ class Score:
     attainment:    the worst model's share of requests waiting <= the SLO, 0..1.
     p95_wait_s:    95th percentile queue wait over all requests, seconds.
     node_launches: GPU nodes launched; scale_events: HPA target changes.
-    meets:         every model met the SLO attainment target.
+    meets:         the target is met: every model met the SLO attainment (and, when the search
+                   sets one, the launch rate is within its limit).
+    launch_rate:   GPU node launches per model per hour, on average over the horizon.
     """
 
     index: int
@@ -206,6 +208,7 @@ class Score:
     node_launches: int
     scale_events: int
     meets: bool
+    launch_rate: float = 0.0
 
     @property
     def times_ideal(self) -> float | None:
@@ -246,6 +249,7 @@ def evaluate(data: Data, scenario: Scenario, candidate: Candidate, horizon_s: fl
         node_launches=policy.total.node_launches,
         scale_events=policy.total.scale_events,
         meets=meets_slo(policy, scenario.slo_attainment),
+        launch_rate=policy.total.node_launches / len(tuned.models) / (horizon_s / 3600.0),
     )
 
 
@@ -385,13 +389,15 @@ def cheapest_meeting(scores: Sequence[Score]) -> Score | None:
 class Outcome:
     """A search's result. ``full``: whole-trace scores (the frontier's material);
     ``rungs``: (horizon seconds, candidates scored) per rung; ``chosen``: the cheapest whole-trace
-    score meeting the SLO, or None."""
+    score meeting the target, or None; ``max_launch_rate``: the launch limit of the target (GPU
+    node launches per model-hour), None for none."""
 
     candidates: list[Candidate]
     full: list[Score]
     frontier: list[Score]
     chosen: Score | None
     rungs: list[tuple[float, int]]
+    max_launch_rate: float | None = None
 
     def candidate(self, index: int) -> Candidate:
         return self.candidates[index]
@@ -403,10 +409,11 @@ def search(
     budget: int,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    max_launch_rate: float | None = None,
 ) -> Outcome:
     """``search_with`` in ``workers`` processes."""
     with evaluator(data, scenario, workers) as score_all:
-        return search_with(score_all, data, scenario, budget, progress)
+        return search_with(score_all, data, scenario, budget, progress, max_launch_rate)
 
 
 def search_with(
@@ -415,10 +422,12 @@ def search_with(
     scenario: Scenario,
     budget: int,
     progress: Callable[[int, int], None] | None = None,
+    max_launch_rate: float | None = None,
 ) -> Outcome:
     """Successive halving over ``budget`` sampled settings (``sample`` with the scenario's
     seed), scored by ``score_all`` (an ``evaluator``). ``progress(done, total)`` after each
-    evaluation."""
+    evaluation. ``max_launch_rate``: a setting meets the target only if it also launches at
+    most this many GPU nodes per model-hour."""
     candidates = sample(scenario, max(budget, 1), scenario.seed)
     spans = horizons(data.duration_s)
     sizes = rung_sizes(len(candidates) - 1)  # the scenario's own setting runs at every rung
@@ -437,6 +446,8 @@ def search_with(
     for r, horizon in enumerate(spans):
         todo = [(candidates[i], horizon) for i in alive if (i, horizon) not in cache]
         for score in score_all(todo, tick):
+            if max_launch_rate is not None and score.launch_rate > max_launch_rate:
+                score = dataclasses.replace(score, meets=False)
             cache[(score.index, horizon)] = score
         rungs.append((horizon, len(alive)))
         if r + 1 < len(spans):
@@ -447,7 +458,8 @@ def search_with(
         progress(total, total)
     whole = spans[-1]
     full = sorted((s for (_, h), s in cache.items() if h == whole), key=lambda s: s.index)
-    return Outcome(candidates, full, frontier(full), cheapest_meeting(full), rungs)
+    chosen = cheapest_meeting(full)
+    return Outcome(candidates, full, frontier(full), chosen, rungs, max_launch_rate)
 
 
 def with_target(scenario: Scenario, slo_wait_s: float | None, attainment: float | None) -> Scenario:

@@ -115,6 +115,7 @@ def run_command(
     workers: int,
     out_dir: Path,
     no_progress: bool,
+    max_launch_rate: float | None = None,
 ) -> Outcome:
     """Load, search with a progress bar (stderr, terminals only), print, write."""
     err = Console(stderr=True)
@@ -147,9 +148,10 @@ def run_command(
                         scenario,
                         budget,
                         lambda done, total: bar.update(task, completed=done, total=total),
+                        max_launch_rate,
                     )
             else:
-                outcome = search_with(score_all, data, scenario, budget)
+                outcome = search_with(score_all, data, scenario, budget, None, max_launch_rate)
     except (EngineError, TuneError) as exc:
         raise click.ClickException(f"{scenario_path or 'default scenario'}: {exc}") from None
     took = time.perf_counter() - started

@@ -78,7 +78,7 @@ def frontier_rows(outcome: Outcome, scenario: Scenario) -> tuple[list[str], list
         "× ideal",
         "SLO met",
         "p95 wait (s)",
-        "node launches",
+        "node launches (/model-h)",
         *[_SHORT.get(k, k) for k in keys],
     ]
     rows = []
@@ -101,7 +101,7 @@ def frontier_rows(outcome: Outcome, scenario: Scenario) -> tuple[list[str], list
                 "n/a" if times is None else f"{times:.2f}×",
                 f"{100 * score.attainment:.2f}%",
                 _wait(score.p95_wait_s),
-                f"{score.node_launches:,}",
+                f"{score.node_launches:,} ({score.launch_rate:.2f})",
                 *[_num(values[k]) for k in keys],
             ]
         )
@@ -114,6 +114,8 @@ def chosen_sentence(outcome: Outcome, scenario: Scenario) -> str:
         f"{100 * scenario.slo_attainment:g}% of every model's requests waiting ≤ "
         f"{scenario.slo_wait_s:g} s"
     )
+    if outcome.max_launch_rate is not None:
+        target += f" with ≤ {outcome.max_launch_rate:g} GPU node launches per model-hour"
     best = outcome.chosen
     if best is None:
         tried = len(outcome.full)
@@ -182,8 +184,9 @@ def _score_json(score: Score, scenario: Scenario, outcome: Outcome) -> dict[str,
         "slo_attainment": score.attainment,
         "p95_wait_s": score.p95_wait_s if math.isfinite(score.p95_wait_s) else None,
         "node_launches": score.node_launches,
+        "node_launches_per_model_hour": score.launch_rate,
         "scale_events": score.scale_events,
-        "meets_slo": score.meets,
+        "meets_target": score.meets,
     }
 
 
@@ -195,6 +198,7 @@ def report_document(
         "trace": trace,
         "slo_wait_s": scenario.slo_wait_s,
         "slo_attainment": scenario.slo_attainment,
+        "max_node_launches_per_model_hour": outcome.max_launch_rate,
         "seed": scenario.seed,
         "budget": budget,
         "wall_s": took_s,

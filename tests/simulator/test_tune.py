@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -32,6 +33,7 @@ from simulator.tune import (
     prefix,
     rung_sizes,
     sample,
+    search_with,
     space,
     survivors,
     tuned_entry,
@@ -233,3 +235,63 @@ def test_prefix_of_requests_and_of_bins() -> None:
     bins = ArrivalBins(("m",), counts, (mix,))
     assert list(prefix(bins, 5.0).counts[0]) == [0, 1, 2, 3, 4]
     assert list(prefix(bins, 4.5).counts[0]) == [0, 1, 2, 3, 4]
+
+
+# --- successive halving with a stand-in for the engine ------------------------------------------
+
+
+def fake_scores(tasks: Sequence[tuple[Candidate, float]], done: Callable[[], None]) -> list[Score]:
+    """A made-up but deterministic landscape: bigger scale-up steps cost more and wait less,
+    longer windows launch fewer nodes."""
+    out = []
+    for candidate, horizon in tasks:
+        values = dict(candidate.values) or {"scaleUpFactor": 2.0, "stabilizationWindowSeconds": 600}
+        factor, window_s = values["scaleUpFactor"], values["stabilizationWindowSeconds"]
+        cost = horizon / 3600 * (10 + factor + 1000 / window_s) + candidate.index * 1e-6
+        attainment = min(1.0, 0.97 + 0.01 * factor)
+        out.append(
+            Score(
+                candidate.index,
+                horizon,
+                cost,
+                cost / 2,
+                attainment,
+                60 / factor,
+                0,
+                0,
+                attainment >= 0.99,
+                launch_rate=600 / window_s,
+            )
+        )
+        done()
+    return out
+
+
+def two_weeks() -> ArrivalBins:
+    mix = LengthMix(3600.0, np.ones((1, 1), np.int32), np.ones((1, 1), np.int32))
+    return ArrivalBins(("chat",), np.ones((1, int(14 * DAY_S))), (mix,))
+
+
+def test_halving_scores_fewer_on_longer_prefixes_and_chooses_from_the_whole_trace() -> None:
+    calls: list[tuple[int, int]] = []
+    outcome = search_with(
+        fake_scores, two_weeks(), scenario(), 30, lambda d, t: calls.append((d, t))
+    )
+    assert [n for _, n in outcome.rungs] == [30, 11, 5]  # 29 sampled -> 10 -> 4, plus the own
+    assert [h for h, _ in outcome.rungs] == pytest.approx(horizons(14 * DAY_S))
+    assert calls[-1][0] == calls[-1][1] == 30 + 11 + 5
+    assert all(s.horizon_s == pytest.approx(14 * DAY_S) for s in outcome.full)
+    assert 0 in {s.index for s in outcome.full}
+    assert outcome.chosen == cheapest_meeting(outcome.full)
+    assert outcome.frontier == frontier(outcome.full)
+
+
+def test_a_launch_limit_rules_out_settings_that_launch_more() -> None:
+    free = search_with(fake_scores, two_weeks(), scenario(), 30)
+    assert free.chosen is not None
+    limit = free.chosen.launch_rate - 1e-9
+    bound = search_with(fake_scores, two_weeks(), scenario(), 30, None, limit)
+    assert bound.max_launch_rate == limit
+    assert all(s.launch_rate <= limit for s in bound.full if s.meets)
+    assert bound.chosen is None or bound.chosen.launch_rate <= limit
+    assert bound.chosen != free.chosen

@@ -105,10 +105,10 @@ def test_writes_the_report_and_the_setting(tuned: Path) -> None:
     document = report(tuned)
     assert document["seed"] == SEED
     assert document["slo_wait_s"] == 20
-    assert document["chosen"]["meets_slo"] is True
+    assert document["chosen"]["meets_target"] is True
     assert document["chosen"]["index"] in document["frontier"]
     scored = {s["index"]: s for s in document["scored"]}
-    meeting = [s["cost_usd"] for s in scored.values() if s["meets_slo"]]
+    meeting = [s["cost_usd"] for s in scored.values() if s["meets_target"]]
     assert document["chosen"]["cost_usd"] == min(meeting)
     assert 0 in scored  # the scenario's own setting is always scored on the whole trace
 
@@ -274,3 +274,26 @@ def test_aggregated_engine_tunes_and_resimulates_alike(files: Path) -> None:
     assert policy["cost_usd"] == pytest.approx(chosen["cost_usd"], rel=1e-12)
     worst = min(m["slo_attainment"] for m in policy["models"].values())
     assert worst == pytest.approx(chosen["slo_attainment"], rel=1e-12)
+
+
+def test_launch_limit_is_part_of_the_target(files: Path) -> None:
+    out = files / "steady"
+    code, output = invoke(
+        "tune",
+        str(files / "trace.csv"),
+        "--scenario",
+        str(files / "models.yaml"),
+        "--budget",
+        "3",
+        "--max-launches-per-hour",
+        "0",
+        "--out",
+        str(out),
+    )
+    document = report(out)
+    assert document["max_node_launches_per_model_hour"] == 0
+    assert "with ≤ 0 GPU node launches per model-hour" in document["summary"]
+    for scored in document["scored"]:
+        if scored["node_launches"] > 0:
+            assert scored["meets_target"] is False
+    assert code == (0 if document["chosen"] else 1), output

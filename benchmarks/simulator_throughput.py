@@ -8,9 +8,15 @@ and then a comparison with a straightforward SimPy model of the same system
 (benchmarks/simpy_reference.py) on a smaller trace: same control loop, same policy, the
 per-request queue in SimPy instead of the compiled kernel; wait statistics must agree.
 
-Targets (issue 3): >= 1 M requests/s, the 10 M trace in <= 15 s, peak RSS <= 2 GB.
+Targets: >= 1 M requests/s, the 10 M trace in <= 15 s, peak RSS <= 2 GB.
+
+Then, beside it, the real thing at its real size: ``depthscale simulate`` on the published
+ServeGen m-small model at full rate (43 clients, 14 days, about 1.4 billion requests; the
+aggregated engine, every default policy), run as a user runs it, in a child process: wall time
+and the child's peak RSS. Targets: <= 15 minutes and <= 3 GB on a 2-core machine.
 
     python benchmarks/simulator_throughput.py [--requests N] [--simpy-requests N] [--cold]
+        [--servegen DIR | --skip-servegen]
 
 ``--cold`` points numba at an empty cache directory first, so the compile time is a true
 first compile.
@@ -19,14 +25,51 @@ first compile.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+DEFAULT_SERVEGEN = (
+    Path(__file__).resolve().parent.parent.parent / "shared/data/traces/servegen_m_small"
+)
+
+
+def full_rate_servegen(directory: Path) -> None:
+    """``depthscale simulate DIR`` at full rate in a child process: wall time, peak RSS."""
+    if not directory.is_dir():
+        print(f"\n{directory}: not found, full-rate ServeGen run skipped")
+        return
+    out = Path(tempfile.mkdtemp(prefix="servegen-full-"))
+    command = [sys.executable, "-c", "from scaler.cli import main; main()"]
+    command += ["simulate", str(directory), "--out", str(out), "--no-progress"]
+    print(f"\nfull-rate ServeGen m-small: depthscale {' '.join(command[3:])}")
+    t0 = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    if done.returncode != 0:
+        print(f"  failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        return
+    report = json.loads((out / "report.json").read_text())
+    print(f"  {report['trace']}")
+    print(f"  wall {wall / 60:.1f} min, peak RSS {child_mb:,.0f} MB")
+    hours = report["duration_s"] / 3600.0
+    for name, policy in report["policies"].items():
+        print(
+            f"  {name:<20} ${policy['cost_usd']:>10,.0f}  {policy['cost_vs_ideal']:.2f}x ideal  "
+            f"SLO {100 * policy['slo_attainment']:.2f}%  "
+            f"node launches {policy['node_launches'] / hours:.2f}/h"
+        )
+    ok = wall <= 15 * 60 and child_mb <= 3 * 1024
+    print(f"  targets (<= 15 min, <= 3 GB): {'met' if ok else 'NOT met'}")
 
 
 def _rss_mb() -> float:
@@ -40,6 +83,8 @@ def main() -> None:
     parser.add_argument("--simpy-requests", type=int, default=300_000)
     parser.add_argument("--simpy-days", type=float, default=1.0)
     parser.add_argument("--cold", action="store_true", help="compile into an empty numba cache")
+    parser.add_argument("--servegen", type=Path, default=DEFAULT_SERVEGEN)
+    parser.add_argument("--skip-servegen", action="store_true")
     args = parser.parse_args()
     if args.cold:
         os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-cache-")
@@ -81,6 +126,8 @@ def main() -> None:
     print(f"targets (>= 1 M/s, <= 15 s, <= 2 GB): {'met' if ok else 'NOT met'}")
     del result, trace
 
+    if not args.skip_servegen:
+        full_rate_servegen(args.servegen)
     if args.simpy_requests <= 0:
         return
     from benchmarks.simpy_reference import SimpyQueue

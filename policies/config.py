@@ -20,6 +20,15 @@ class ConfigError(ValueError):
         self.problem = problem
 
 
+class Rule(enum.StrEnum):
+    """target: size replicas to the work in the system (``policies.target``, the default).
+    threshold: scale on pending per replica against the up/down thresholds (the seed's rule).
+    """
+
+    TARGET = "target"
+    THRESHOLD = "threshold"
+
+
 class Mode(enum.StrEnum):
     """replicas: the metric is the desired replica count (target 1) and the policy decides.
     pending: KEDA-native passthrough, the metric is the raw pending count (target scaleUpPending).
@@ -69,6 +78,23 @@ class QueueDepthConfig:
     buffer_replicas:        warm spare replicas kept on top of what the thresholds need while the
                             model is active, >= 0.
     mode:                   replicas (policy decides) or pending (KEDA-native passthrough).
+    rule:                   how replicas mode decides: ``target`` (size to the work in the
+                            system, stabilised over the window) or ``threshold`` (the seed's
+                            pending-per-replica thresholds).
+    headroom:               target rule: spare capacity for ramps while GPUs warm up, as a share of
+                            the load, counted in whole replicas (a fraction of a replica rounds
+                            away: small fleets already have the slack of whole replicas), >= 0.
+    react_to_recent:        target rule: size on the higher of the load's mean over the growth
+                            window and its mean over the window's last quarter, so a step up
+                            counts before it moves the whole window's mean.
+    seasonal_fraction:      target rule: keep capacity for this share of the load the same slots
+                            of earlier periods carried, from now to ``warmup_s`` ahead (the
+                            seasonal floor, ``policies.season``); 0 turns it off, 0..1.
+    seasonal_periods_s:     the season's periods, seconds (an hour and a day), each > 0 and a
+                            multiple of the slot; empty turns the floor off.
+    seasonal_slot_s:        the season's slot, seconds, > 0.
+    seasonal_decay:         how much of a slot's remembered load survives a period in which the
+                            slot carried less, 0..1.
     """
 
     scale_up_pending: float = 50.0
@@ -86,6 +112,13 @@ class QueueDepthConfig:
     replica_concurrency: int | None = None
     buffer_replicas: int = 0
     mode: Mode = Mode.REPLICAS
+    rule: Rule = Rule.THRESHOLD
+    headroom: float = 0.0
+    react_to_recent: bool = False
+    seasonal_fraction: float = 0.0
+    seasonal_periods_s: tuple[float, ...] = (3600.0, 86400.0)
+    seasonal_slot_s: float = 600.0
+    seasonal_decay: float = 0.7
 
     def __post_init__(self) -> None:
         if not self.scale_up_pending > 0:
@@ -96,7 +129,7 @@ class QueueDepthConfig:
                 f"must be >= 0 and < scale_up_pending ({self.scale_up_pending}), "
                 f"got {self.scale_down_pending}",
             )
-        for name in ("stabilization_window_s", "warmup_s", "lookahead_s"):
+        for name in ("stabilization_window_s", "warmup_s", "lookahead_s", "headroom"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
         if not self.growth_window_s > 0:
@@ -109,6 +142,17 @@ class QueueDepthConfig:
                 f"must be >= max(min_replicas, 1) = {max(self.min_replicas, 1)}, "
                 f"got {self.max_replicas}",
             )
+        for name in ("seasonal_fraction", "seasonal_decay"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(name, f"must be within [0, 1], got {getattr(self, name)}")
+        if not self.seasonal_slot_s > 0:
+            raise ConfigError("seasonal_slot_s", f"must be > 0, got {self.seasonal_slot_s}")
+        for period in self.seasonal_periods_s:
+            if not period >= self.seasonal_slot_s:
+                raise ConfigError(
+                    "seasonal_periods_s",
+                    f"each period must be >= seasonal_slot_s ({self.seasonal_slot_s}), got {period}",
+                )
         if self.scale_down_step < 1:
             raise ConfigError("scale_down_step", f"must be >= 1, got {self.scale_down_step}")
         if self.scale_down_period_s is not None and not self.scale_down_period_s > 0:
@@ -146,7 +190,9 @@ class QueueDepthConfig:
 
 # depthscale's rule (the default): the seed's thresholds and window, plus the in-flight signals
 # when the edge counts in-flight work and knows the per-replica concurrency (docs/policy.md).
-DEPTHSCALE = QueueDepthConfig()
+DEPTHSCALE = QueueDepthConfig(
+    rule=Rule.TARGET, react_to_recent=True, seasonal_fraction=0.8, headroom=0.15
+)
 
 # The seed's rule as first stated: up above 50 pending per replica, down below 5 after a
 # 10-minute window, 5-minute GPU warm-up, one replica per window, in-flight work only as a floor.

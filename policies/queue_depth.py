@@ -25,8 +25,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from policies.config import DEPTHSCALE, Mode, QueueDepthConfig
+from policies.config import DEPTHSCALE, Mode, QueueDepthConfig, Rule
 from policies.state import QueueDepthState
+from policies.target import decide_target
 from policies.types import Decision, Observation, Reason
 
 SCALE_UP_MIN_STEP = 4
@@ -68,6 +69,18 @@ class QueueDepthPolicy:
     ) -> tuple[Decision, QueueDepthState]:
         if self.config.mode is Mode.PENDING:
             return _decide_pending(self.config, observation, state)
+        # The target rule sizes on the work in the system: it needs in-flight counts and a
+        # per-replica concurrency. Without them an empty queue may hide busy workers, and the
+        # threshold rule, whose every step down is a probe a window long, decides.
+        config = self.config
+        if (
+            config.rule is Rule.TARGET
+            and config.replica_concurrency is not None
+            and observation.in_flight is not None
+        ):
+            samples = _remember(self.config, observation, state)
+            capacity, warming = _capacity(self.config, observation, state)
+            return decide_target(self.config, observation, state, samples, capacity, warming)
         return _decide_replicas(self.config, observation, state)
 
 
@@ -121,6 +134,30 @@ def _warming_requested(config: QueueDepthConfig, obs: Observation, state: QueueD
     return max(state.desired - state.warming_from, 0)
 
 
+def _capacity(
+    config: QueueDepthConfig, obs: Observation, state: QueueDepthState
+) -> tuple[int, int]:
+    """(capacity, warming): replicas serving plus those on their way, and how many of them are
+    on their way. Without an observed replica count the policy trusts its own last decision;
+    with one, replicas it asked for within warmup_s still count even if the cluster has not
+    created them yet."""
+    requested_warming = _warming_requested(config, obs, state)
+    observed = obs.observed_replicas
+    if observed is None:
+        return state.desired, requested_warming
+    ready_seen, warming_seen = obs.ready or 0, obs.warming or 0
+    if state.first_seen_s is not None and observed > state.desired:
+        # The cluster runs a scale-down up to an HPA sync after it is decided: replicas above
+        # the last decision are on their way out, not capacity (read as capacity they would
+        # make the policy step back up and restart its window). A state with no history (a
+        # restarted scaler) takes the counts as they are.
+        ready_seen = min(ready_seen, state.desired)
+        warming_seen = min(warming_seen, state.desired - ready_seen)
+        observed = ready_seen + warming_seen
+    capacity = max(observed, state.desired) if requested_warming else observed
+    return capacity, warming_seen + max(capacity - observed, 0)
+
+
 def _clamp(config: QueueDepthConfig, replicas: int) -> int:
     return max(config.min_replicas, min(config.max_replicas, replicas))
 
@@ -160,21 +197,7 @@ def _decide_replicas(
     # policy trusts its own last decision; with one, replicas it asked for within warmup_s still
     # count even if the cluster has not created them yet.
     requested_warming = _warming_requested(config, obs, state)
-    observed = obs.observed_replicas
-    if observed is None:
-        capacity, warming = state.desired, requested_warming
-    else:
-        ready_seen, warming_seen = obs.ready or 0, obs.warming or 0
-        if state.first_seen_s is not None and observed > state.desired:
-            # The cluster runs a scale-down up to an HPA sync after it is decided: replicas
-            # above the last decision are on their way out, not capacity (read as capacity they
-            # would make the policy step back up and restart its window). A state with no
-            # history (a restarted scaler) takes the counts as they are.
-            ready_seen = min(ready_seen, state.desired)
-            warming_seen = min(warming_seen, state.desired - ready_seen)
-            observed = ready_seen + warming_seen
-        capacity = max(observed, state.desired) if requested_warming else observed
-        warming = warming_seen + max(capacity - observed, 0)
+    capacity, warming = _capacity(config, obs, state)
     buffer = config.buffer_replicas if capacity > 0 else 0
     base = max(capacity - buffer, 0)
 
@@ -217,7 +240,7 @@ def _decide_replicas(
         if need_ahead > need_now:
             detail += f" (backlog projected {projected:.0f} in {config.lookahead_s:g}s)"
     elif projected / base > up:
-        new_base = need_ahead
+        new_base = max(need_ahead, need_busy)  # busy replicas may need more than the backlog
         reason = Reason.SCALE_UP_LOOKAHEAD
         detail = (
             f"{obs.pending} pending growing {rate:.2f}/s: projected {projected:.0f} in "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 
 
 class StateError(ValueError):
@@ -35,6 +35,13 @@ class QueueDepthState:
     last_at_s:          time of the last observation used, for ordering.
     samples:            recent (at_s, pending, in_flight) within ``growth_window_s``, oldest first
                         (in_flight 0 when unknown).
+    proposals:          the capacity-target rule's recent (at_s, replicas) proposals within
+                        ``stabilization_window_s``, oldest first; scale-down goes to their maximum.
+    season:             the seasonal floor's memory: per slot of the period (e.g. 144 ten-minute
+                        slots of a day), the load (tasks) that slot carried on recent days,
+                        decayed day by day; empty until learnt (``policies.season``).
+    slot:               (slot number since the epoch, load sum, samples) of the slot being
+                        observed, folded into ``season`` when the slot ends; None before any.
     """
 
     desired: int = 0
@@ -46,6 +53,9 @@ class QueueDepthState:
     first_seen_s: float | None = None
     last_at_s: float | None = None
     samples: tuple[tuple[float, int, int], ...] = ()
+    proposals: tuple[tuple[float, int], ...] = ()
+    season: tuple[int, ...] = ()
+    slot: tuple[int, float, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +69,9 @@ class QueueDepthState:
             "first_seen_s": self.first_seen_s,
             "last_at_s": self.last_at_s,
             "samples": [[t, p, f] for t, p, f in self.samples],
+            "proposals": [[t, r] for t, r in self.proposals],
+            "season": list(self.season),
+            "slot": None if self.slot is None else list(self.slot),
         }
 
     @classmethod
@@ -76,6 +89,9 @@ class QueueDepthState:
                 first_seen_s=_opt_float(data["first_seen_s"]),
                 last_at_s=_opt_float(data["last_at_s"]),
                 samples=tuple((float(t), int(p), int(f)) for t, p, f in data["samples"]),
+                proposals=tuple((float(t), int(r)) for t, r in data["proposals"]),
+                season=tuple(int(v) for v in data["season"]),
+                slot=_opt_slot(data["slot"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"bad state field: {exc!r}") from exc
@@ -83,3 +99,10 @@ class QueueDepthState:
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _opt_slot(value: Any) -> tuple[int, float, int] | None:
+    if value is None:
+        return None
+    number, total, count = value
+    return int(number), float(total), int(count)

@@ -59,6 +59,7 @@ class Reason(enum.StrEnum):
     HOLD_STABILIZING = "hold-stabilizing"  # below the down threshold, window not yet elapsed
     HOLD_IN_FLIGHT = "hold-in-flight"  # would step down, but in-flight work needs the replicas
     HOLD_MIN = "hold-min"  # would step down, already at minReplicas
+    SEASONAL_FLOOR = "seasonal-floor"  # earlier days' load at this time (one warm-up ahead)
     SCALE_DOWN = "scale-down"  # below the down threshold for a whole window: one step down
     SCALE_TO_ZERO = "scale-to-zero"  # idle through a whole window with minReplicas 0
     IDLE = "idle"  # at zero and nothing pending

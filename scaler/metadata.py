@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from policies.config import DEPTHSCALE, PRESETS, ConfigError, Mode, QueueDepthConfig
+from policies.config import DEPTHSCALE, PRESETS, ConfigError, Mode, QueueDepthConfig, Rule
 from scaler.ports import DEFAULT_PRIORITY_STEPS, QueueSpec
 
 
@@ -115,6 +115,22 @@ def _mode(value: str) -> Mode:
         raise ValueError(f"{value!r} is not one of: {choices}") from None
 
 
+def _rule(value: str) -> Rule:
+    try:
+        return Rule(value)
+    except ValueError:
+        choices = ", ".join(r.value for r in Rule)
+        raise ValueError(f"{value!r} is not one of: {choices}") from None
+
+
+def _periods(value: str) -> tuple[float, ...]:
+    """Comma-separated seconds, e.g. ``3600,86400``; empty for none."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if len(parts) > 4:
+        raise ValueError(f"at most 4 periods, got {len(parts)}")
+    return tuple(_number(p) for p in parts)
+
+
 def _priority_levels(value: str) -> tuple[int, ...]:
     levels = []
     for part in value.split(","):
@@ -170,6 +186,13 @@ KEYS: tuple[_Key, ...] = (
     _Key("replicaConcurrency", "config.replica_concurrency", _positive_int),
     _Key("bufferReplicas", "config.buffer_replicas", _integer),
     _Key("mode", "config.mode", _mode),
+    _Key("rule", "config.rule", _rule),
+    _Key("headroom", "config.headroom", _number),
+    _Key("reactToRecent", "config.react_to_recent", _bool),
+    _Key("seasonalFraction", "config.seasonal_fraction", _number),
+    _Key("seasonalPeriodsSeconds", "config.seasonal_periods_s", _periods),
+    _Key("seasonalSlotSeconds", "config.seasonal_slot_s", _number),
+    _Key("seasonalDecay", "config.seasonal_decay", _number),
     _Key("includeUnacked", "spec.include_unacked", _bool),
     _Key("priorityLevels", "spec.priority_steps", _priority_levels),
     _Key("keyPrefix", "spec.key_prefix", _key_prefix, allow_empty=True),

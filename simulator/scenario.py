@@ -40,7 +40,7 @@ from pydantic import (
     model_validator,
 )
 
-from policies.config import PRESETS, ConfigError, Mode, QueueDepthConfig
+from policies.config import PRESETS, ConfigError, Mode, QueueDepthConfig, Rule
 from policies.observe import ReplicasFrom
 from simulator.prices import PriceTableError, lookup
 
@@ -168,6 +168,13 @@ class PolicyThresholds(_Strict):
     replica_concurrency: int | None = Field(None, alias="replicaConcurrency")
     buffer_replicas: int | None = Field(None, alias="bufferReplicas")
     mode: Mode | None = None
+    rule: Rule | None = None
+    headroom: float | None = None
+    react_to_recent: bool | None = Field(None, alias="reactToRecent")
+    seasonal_fraction: float | None = Field(None, alias="seasonalFraction")
+    seasonal_periods_s: tuple[float, ...] | None = Field(None, alias="seasonalPeriodsSeconds")
+    seasonal_slot_s: float | None = Field(None, alias="seasonalSlotSeconds")
+    seasonal_decay: float | None = Field(None, alias="seasonalDecay")
 
     @model_validator(mode="after")
     def _valid_config(self) -> Self:
@@ -192,8 +199,10 @@ class PolicyThresholds(_Strict):
         """The set keys as ScaledObject trigger metadata (all values strings, as KEDA sends them)."""
         out: dict[str, str] = {}
         for key, value in self.model_dump(by_alias=True, exclude_none=True).items():
-            if isinstance(value, Mode):
+            if isinstance(value, Mode | Rule):
                 out[key] = value.value
+            elif isinstance(value, list | tuple):
+                out[key] = ",".join(f"{float(v):g}" for v in value)
             elif isinstance(value, bool):
                 out[key] = "true" if value else "false"
             elif isinstance(value, str):
@@ -693,7 +702,7 @@ def dump_scenario(scenario: Scenario) -> str:
 # The default scenario: what ``depthscale simulate TRACE`` uses without ``--scenario``.
 
 DEFAULT_INSTANCE_TYPE = "a2-highgpu-1g"
-DEFAULT_REPLICA_CONCURRENCY = 200  # of vLLM's 256 max_num_seqs: headroom before saturation
+DEFAULT_REPLICA_CONCURRENCY = 256  # vLLM's max_num_seqs: a replica is full at 256 in flight
 """Default node: AWS p4d.24xlarge, 8×A100 40GB, on-demand $21.96/h (us-east-1, June 2025)."""
 
 
@@ -726,7 +735,7 @@ def default_scenario(
     on-demand a2-highgpu-1g node (1 GPU, $3.6734/h: cost follows GPU-hours, not the rounding of
     8-GPU nodes), the seed's thresholds (up above 50 pending per replica, down below 5,
     10-minute window, 5-minute warm-up), workers acking late so the scaler counts in-flight tasks
-    (``includeUnacked``) against 200 of the 256 slots (``replicaConcurrency``), and the KEDA/HPA
+    (``includeUnacked``) against the 256 slots (``replicaConcurrency``), and the KEDA/HPA
     settings depthscale's ScaledObjects use (``depthscale_control_plane``). Compared: depthscale,
     the seed's rule as first stated, KEDA-native on Kubernetes defaults, business hours, the
     trailing schedule (sized from the previous week), the hindsight schedule and static peak.

@@ -62,20 +62,19 @@ SPACE: tuple[Knob, ...] = (
         integer=True,
     ),
     Knob(
-        "scaleUpPending",
-        (10.0, 25.0, 50.0, 100.0),
-        "pending tasks per replica that trigger a scale-up; scaleDownPending is a tenth of it",
-    ),
-    Knob(
         "stabilizationWindowSeconds",
         (180.0, 300.0, 600.0, 900.0),
         "seconds the low condition holds before a scale-down step",
     ),
-    Knob("lookaheadSeconds", (0.0, 150.0, 300.0, 600.0), "seconds the growth trend is projected"),
-    Knob("growthWindowSeconds", (60.0, 120.0, 300.0), "seconds of history behind the trend"),
+    Knob("growthWindowSeconds", (60.0, 120.0, 300.0), "seconds the load is averaged over"),
     Knob("bufferReplicas", (0.0, 1.0, 2.0), "warm spare replicas while active", integer=True),
     Knob("scaleUpFactor", (1.5, 2.0, 3.0, 4.0), "largest scale-up step, times the ready replicas"),
-    Knob("headroomSigmas", (0.0, 0.5, 1.0, 2.0), "burst headroom, standard deviations of load"),
+    Knob("headroom", (0.0, 0.1, 0.15, 0.25), "spare capacity for ramps, share of the load"),
+    Knob(
+        "seasonalFraction",
+        (0.0, 0.5, 0.8, 1.0),
+        "share of the load the same time of earlier hours and days carried, kept as a floor",
+    ),
 )
 """Every knob the tuner may search; ``space()`` keeps those the policy block has."""
 

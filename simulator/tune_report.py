@@ -35,7 +35,8 @@ _SHORT = {
     "growthWindowSeconds": "growth s",
     "bufferReplicas": "buffer",
     "scaleUpFactor": "up factor",
-    "headroomSigmas": "σ headroom",
+    "headroom": "headroom",
+    "seasonalFraction": "seasonal",
 }
 
 

@@ -98,6 +98,8 @@ def test_the_keys_are_the_documented_ones() -> None:
     }  # fmt: skip
     extras = {"model", "scaleDownStep", "lookaheadSeconds", "growthWindowSeconds"}
     extras |= {"scaleDownPeriodSeconds", "scaleUpOnInFlight", "scaleUpFactor", "preset"}
+    extras |= {"rule", "headroom", "reactToRecent", "seasonalFraction", "seasonalDecay"}
+    extras |= {"seasonalPeriodsSeconds", "seasonalSlotSeconds"}
     assert {key.name for key in KEYS} == issue_keys | extras
 
 

@@ -205,7 +205,7 @@ def test_apply_moves_the_entry_params_into_every_policy_block() -> None:
     assert chat.policy.to_policy_config().lookahead_s == 0
     assert chat.policy.to_policy_config().replica_concurrency == 128
     assert tuned.models["code"].policy.to_policy_config().replica_concurrency == 32
-    assert sc.models["code"].policy.replica_concurrency == 200  # the input is left alone
+    assert sc.models["code"].policy.replica_concurrency == 256  # the input is left alone
 
 
 def test_apply_adds_an_entry_when_the_scenario_has_none() -> None:

@@ -340,7 +340,9 @@ def test_the_aggregated_mix_weighs_clients_by_their_requests(tmp_path: Path) -> 
     assert mix.input_tokens.shape == (1, MIX_SAMPLES)
     share = float(np.mean((mix.input_tokens[0] == 40) & (mix.output_tokens[0] == 4)))
     expected = 1505 / (1505 + 3387)
-    assert share == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / MIX_SAMPLES))
+    assert share == pytest.approx(
+        expected, abs=4 * math.sqrt(expected * (1 - expected) / MIX_SAMPLES)
+    )
     others = mix.input_tokens[0][mix.output_tokens[0] != 4]
     assert others.mean() == pytest.approx(200, rel=0.15)
 

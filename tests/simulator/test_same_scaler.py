@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from policies.observe import observe
 from policies.queue_depth import QueueDepthPolicy
-from policies.types import Decision, Observation
+from policies.types import Decision, Observation, Reason
 from scaler.kube import ReplicaCounts
 from scaler.ports import Depth
 from scaler.service import ScalerService
@@ -124,7 +124,20 @@ def test_any_history_gets_the_same_decisions_from_both_edges(
     assert live_decisions(thresholds, history) == loop_decisions(thresholds, history)
 
 
-def simulated(replicas_from: str) -> tuple[PolicyThresholds, list[tuple[Observation, Decision]]]:
+TARGET = {
+    **THRESHOLDS,
+    "replicaConcurrency": 4,
+    # a season short enough to learn within the run: 60 s slots of a 600 s period
+    "seasonalPeriodsSeconds": [600.0],
+    "seasonalSlotSeconds": 60.0,
+    "seasonalFraction": 0.8,
+}
+"""The depthscale preset's capacity-target rule (in-flight counts and replicaConcurrency)."""
+
+
+def simulated(
+    replicas_from: str, policy: dict[str, object] = THRESHOLDS
+) -> tuple[PolicyThresholds, list[tuple[Observation, Decision]]]:
     """A burst of 1,500 requests over 10 minutes, then a trickle, on replicas that take 60-90 s
     to come up; the HPA removes one pod per sync. Every evaluation's observation and decision."""
     rng = np.random.default_rng(1)
@@ -133,7 +146,7 @@ def simulated(replicas_from: str) -> tuple[PolicyThresholds, list[tuple[Observat
         concurrency=4,
         launch_s=60.0,
         startup_s=30.0,
-        policy=THRESHOLDS,
+        policy=policy,
         control_plane={
             "replicas_from": replicas_from,
             "hpa": {
@@ -167,6 +180,15 @@ def test_a_simulated_run_replayed_through_the_live_service_decides_alike() -> No
     assert any(
         (o.observed_replicas or 0) > before.desired for (_, before), (o, _) in pairwise(seen)
     )
+    assert live_decisions(thresholds, replay(seen)) == [d for _, d in seen]
+
+
+def test_the_target_rule_replayed_through_the_live_service_decides_alike() -> None:
+    thresholds, seen = simulated("kubernetes", TARGET)
+    reasons = {d.reason for _, d in seen}
+    # The run exercised the target rule's stages, the seasonal floor among them.
+    assert sum("in the system" in d.detail for _, d in seen) > len(seen) // 2
+    assert {Reason.SCALE_UP, Reason.SCALE_DOWN, Reason.SEASONAL_FLOOR} <= reasons
     assert live_decisions(thresholds, replay(seen)) == [d for _, d in seen]
 
 

@@ -285,8 +285,8 @@ def bins_summary_lines(bins: ArrivalBins, title: str) -> list[str]:
         lines.append(
             f"{name:<32} {counts.sum():>14,.0f} {mean_rps:>9.3f} "
             f"{minutes.max() / (per_bin * bins.bin_s):>9.3f} "
-            f"{weight @ mix.input_tokens.mean(axis=1):>7.0f} "
-            f"{weight @ mix.output_tokens.mean(axis=1):>7.0f}"
+            f"{weight @ mix.per_period(mix.input_tokens.mean(axis=1)):>7.0f} "
+            f"{weight @ mix.per_period(mix.output_tokens.mean(axis=1)):>7.0f}"
         )
     return lines
 

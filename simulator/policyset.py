@@ -157,7 +157,7 @@ def _binned(
             service = flat.reshape(mix.input_tokens.shape)
         rows = mix.period_of(np.arange(bins.n_bins, dtype=np.float64) * bins.bin_s)
         per_row = np.bincount(rows, weights=bins.counts[int(j)], minlength=mix.periods)
-        total += float(np.dot(per_row, service.mean(axis=1)))
+        total += float(np.dot(per_row, mix.per_period(service.mean(axis=1))))
         weight += float(per_row.sum())
     return PerSecond(counts), total / weight if weight > 0 else 0.0
 

@@ -47,23 +47,50 @@ MAX_KERNEL_S = 4 * 3600
 """Service times are cut at 4 hours for the occupancy kernel (no vLLM request runs longer)."""
 
 
+START_POINTS = 16
+"""Points of the second at which starts are placed when averaging over where in its second a
+request starts (uniform)."""
+
+
+def survival_kernel(service_s: F64) -> F64:
+    """``G[p, j] = E[min(max(S - j, 0), 1)]``: the share of second ``[j, j+1)`` (after its start)
+    that a request of period ``p`` is in service, seconds; ``service_s`` is (periods, samples).
+    ``G[p, j - 1]`` is also the chance that a request started uniformly within a second is still
+    in service ``j`` seconds after that second began."""
+    s = np.minimum(np.asarray(service_s, dtype=np.float64), MAX_KERNEL_S)
+    length = math.ceil(float(s.max(initial=0.0))) + 3
+    return _clipped_means(s, np.arange(length, dtype=np.float64), 1.0)
+
+
 def occupancy_kernel(service_s: F64) -> F64:
     """``H[p, j]``: the mean share of a slot that a request started in a second of period ``p``
-    occupies ``j`` seconds later; ``service_s`` is (periods, samples), seconds."""
+    (anywhere in that second, uniformly) occupies during the ``j``-th second after it: the
+    average over start offsets ``u`` of ``E[|[u, u + S] ∩ [j, j + 1]|]``. ``Σ_j H = E[S]``."""
     s = np.minimum(np.asarray(service_s, dtype=np.float64), MAX_KERNEL_S)
-    length = math.ceil(float(s.max(initial=0.0))) + 2
-    out = np.zeros((s.shape[0], length))
+    length = math.ceil(float(s.max(initial=0.0))) + 3
     steps = np.arange(length, dtype=np.float64)
+    out = np.zeros((s.shape[0], length))
+    for u in (np.arange(START_POINTS) + 0.5) / START_POINTS:
+        # Second j after the start second is [j - u, j + 1 - u] in the request's own time; its
+        # part inside [0, S] is clip(S - (j - u), 0, 1), less what falls before 0 (j = 0 only).
+        out += _clipped_means(s, steps - u, 1.0)
+        out[:, 0] -= _clipped_means(s, np.array([-u]), u)[:, 0]
+    return out / START_POINTS
+
+
+def _clipped_means(s: F64, offsets: F64, width: float) -> F64:
+    """``[p, i] -> mean over samples of clip(s - offsets[i], 0, width)`` from sorted samples."""
+    out = np.zeros((s.shape[0], offsets.size))
     for p in range(s.shape[0]):
         row = np.sort(s[p])
         k = row.shape[0]
         prefix = np.concatenate([[0.0], np.cumsum(row)])
-        # E[min(max(S - j, 0), 1)]: samples above j + 1 count whole, those in (j, j + 1] by
-        # their part above j.
-        lo = np.searchsorted(row, steps, side="right")
-        hi = np.searchsorted(row, steps + 1.0, side="right")
-        partial = prefix[hi] - prefix[lo] - steps * (hi - lo)
-        out[p] = ((k - hi) + partial) / k
+        # Samples above offset + width count whole, those in (offset, offset + width] by their
+        # part above the offset.
+        lo = np.searchsorted(row, offsets, side="right")
+        hi = np.searchsorted(row, offsets + width, side="right")
+        partial = prefix[hi] - prefix[lo] - offsets * (hi - lo)
+        out[p] = ((k - hi) * width + partial) / k
     return out
 
 
@@ -76,6 +103,7 @@ def _serve(
     n_ready: int,
     slots: int,
     kernel: F64,
+    survival: F64,
     period_len: int,
     active: F64,
     draining: F64,
@@ -101,18 +129,23 @@ def _serve(
         slot = k % length
         active[slot] = 0.0
         draining[slot] = 0.0
-        held = 0.0
+        held = 0.0  # slot-seconds earlier starts use during this second
+        kept = 0.0  # earlier starts still in service at its end
         for j in range(1, length):
             s = (k - j) % length
             a = active[s]
             if a > 0.0:
                 held += a * kernel[ring_period[s], j]
+                kept += a * survival[ring_period[s], j]
         p = min(k // period_len, periods - 1)
         ring_period[slot] = p
         if k < n_bins:
             queue[k] = counts[k]
-        free = r * slots - held
-        first = kernel[p, 0]
+        # A slot holds one request at a time: at the second's end, the requests in service
+        # (earlier starts still running, and this second's starts, nearly all still running)
+        # are at most the slots. Slot-seconds would let a burst share a slot within the second.
+        free = r * slots - kept
+        first = survival[p, 0]
         room = free / first if free > 0.0 and first > 0.0 else 0.0
         n = 0.0
         last = k if k < n_bins else n_bins - 1
@@ -133,7 +166,7 @@ def _serve(
                 break
         active[slot] = n
         started += n
-        busy += held + n * first
+        busy += held + n * kernel[p, 0]
     return qhead, started, busy
 
 
@@ -158,19 +191,32 @@ def _in_service(
 class FluidQueue:
     """``ServingQueue`` over per-second arrival counts (see the module docstring).
 
-    counts:     requests arriving in each second, from the trace start (float64 >= 0).
-    service_s:  (periods, samples) service times of the model's requests per period, seconds.
-    period_s:   seconds each row of ``service_s`` covers.
+    counts:      requests arriving in each second, from the trace start (float64 >= 0).
+    occupancy:   (periods, L) ``occupancy_kernel`` of the requests started in each period.
+    survival:    (periods, L) ``survival_kernel`` of the same.
+    period_s:    seconds each period covers.
+    drain_s:     seconds a stopped, busy replica takes to finish its requests.
     concurrency: batch slots per replica.
     """
 
-    def __init__(self, counts: F64, service_s: F64, period_s: float, concurrency: int) -> None:
+    def __init__(
+        self,
+        counts: F64,
+        occupancy: F64,
+        survival: F64,
+        period_s: float,
+        drain_s: float,
+        concurrency: int,
+    ) -> None:
         self.counts = np.ascontiguousarray(counts, dtype=np.float64)
         self.cumulative = np.concatenate([[0.0], np.cumsum(self.counts)])
-        self.kernel = occupancy_kernel(service_s)
+        self.kernel = np.ascontiguousarray(occupancy, dtype=np.float64)
+        self.survival = np.ascontiguousarray(survival, dtype=np.float64)
         self.period_len = max(round(period_s), 1)
-        self.drain_s = float(np.quantile(np.minimum(service_s, MAX_KERNEL_S), 0.99))
-        self.mean_service_s = float(np.mean(service_s))
+        self.drain_s = drain_s
+        # Residual service of the work in service, per period: P(R > x) = Σ_{j>=x} G(j) / E[S].
+        backwards = np.cumsum(self.survival[:, ::-1], axis=1)[:, ::-1]
+        self.tail = backwards / np.maximum(backwards[:, :1], 1e-12)
         self.concurrency = concurrency
         length = self.kernel.shape[1]
         self.active = np.zeros(length)
@@ -204,6 +250,7 @@ class FluidQueue:
             ready.shape[0],
             self.concurrency,
             self.kernel,
+            self.survival,
             self.period_len,
             self.active,
             self.draining,
@@ -226,7 +273,7 @@ class FluidQueue:
 
     def in_flight(self, t: float) -> int:
         on_active, on_draining = _in_service(
-            self.next_k, self.active, self.draining, self.ring_period, self.kernel
+            self.next_k, self.active, self.draining, self.ring_period, self.survival
         )
         return round(on_active + on_draining)
 
@@ -247,22 +294,32 @@ class FluidQueue:
         if ready is None or ready > t:
             return 0
         on_active, _ = _in_service(
-            self.next_k, self.active, self.draining, self.ring_period, self.kernel
+            self.next_k, self.active, self.draining, self.ring_period, self.survival
         )
         return round(on_active / max(self._serving(t), 1))
 
     def stop_replica(self, handle: int, t: float) -> float:
+        """The replica takes its share of the work in service with it; its pod goes when the
+        last of those ``n`` requests ends: the ``1 - 1/(n+1)`` quantile of their remaining
+        service (the residual life of the period's service times), at most ``drain_s``."""
         ready = self.ready_at.pop(handle, None)
         self._ready_sorted = None
         if ready is None or ready > t:
             return t
         share = 1.0 / (self._serving(t) + 1)
+        on_active, _ = _in_service(
+            self.next_k, self.active, self.draining, self.ring_period, self.survival
+        )
         moved = self.active * share
         self.draining += moved
         self.active -= moved
-        if float(moved.sum()) <= 1e-9:
+        held = on_active * share
+        if held < 0.5:
             return t
-        return t + self.drain_s
+        period = min(self.next_k // self.period_len, self.tail.shape[0] - 1)
+        # tail[p, x]: share of the work in service still running x seconds on.
+        x = int(np.searchsorted(-self.tail[period], -1.0 / (held + 1.0), side="left"))
+        return t + min(float(x), self.drain_s)
 
     def release(self, handle: int) -> None:
         if self.ready_at.pop(handle, None) is not None:

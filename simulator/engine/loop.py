@@ -73,7 +73,14 @@ def simulate(
     queues = [
         make_queue(m.arrival_s, m.service_s, m.concurrency)
         if m.fluid is None
-        else FluidQueue(m.fluid.counts, m.fluid.service_s, m.fluid.period_s, m.concurrency)
+        else FluidQueue(
+            m.fluid.counts,
+            m.fluid.occupancy,
+            m.fluid.survival,
+            m.fluid.period_s,
+            m.fluid.drain_s,
+            m.concurrency,
+        )
         for m in models
     ]
     cluster = Cluster(

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from policies.queue_depth import QueueDepthPolicy
 from policies.types import Policy
+from simulator.engine import fluid
 from simulator.engine.cluster import PoolSpec
 from simulator.engine.hpa import Direction, HpaSpec, Rule
 from simulator.scenario import ModelSpec, ScalingBehavior, Scenario
@@ -98,21 +99,28 @@ class ModelRun:
 class FluidDemand:
     """A model's traffic for the aggregated engine (``simulator.engine.fluid``).
 
-    counts:    requests arriving in each second from the trace start.
-    service_s: (periods, samples) service times of its requests per period, seconds.
-    period_s:  seconds each row covers.
+    counts:         requests arriving in each second from the trace start.
+    occupancy:      (periods, L) the occupancy kernel of a request started in each period.
+    survival:       (periods, L) its survival kernel (``fluid.survival_kernel``).
+    mean_service_s: (periods,) mean service time of the period's requests, seconds.
+    period_s:       seconds each period covers.
+    drain_s:        the longest a stopped replica may take to finish its requests: the 99.9th
+                    percentile of the service times, seconds.
     """
 
     counts: F64
-    service_s: F64
+    occupancy: F64
+    survival: F64
+    mean_service_s: F64
     period_s: float
+    drain_s: float
 
     def total_service_s(self) -> float:
-        periods = self.service_s.shape[0]
+        periods = self.mean_service_s.shape[0]
         seconds = np.arange(self.counts.size, dtype=np.float64)
         row = np.clip((seconds // self.period_s).astype(np.int64), 0, periods - 1)
         per_row = np.bincount(row, weights=self.counts, minlength=periods)
-        return float(np.dot(per_row, self.service_s.mean(axis=1)))
+        return float(np.dot(per_row, self.mean_service_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,12 +299,15 @@ def _requests(
 def _fluid_demand(
     bins: ArrivalBins, index: npt.NDArray[np.int32], i: int, model: ModelSpec
 ) -> FluidDemand:
-    """Model ``i``'s per-second arrivals (its trace models summed) and service-time samples."""
+    """Model ``i``'s per-second arrivals (its trace models summed) and, per period, the kernels
+    of its requests' service times (trace models sharing a scenario model mixed by their
+    requests in each period)."""
     if bins.bin_s != 1.0:
         raise EngineError(f"the aggregated engine needs 1-second bins, got {bins.bin_s:g} s")
     mine = np.flatnonzero(index == i)
     counts = bins.counts[mine].sum(axis=0) if mine.size else np.zeros(bins.n_bins)
-    samples = []
+    parts: list[tuple[F64, F64, F64, F64, float]] = []  # per trace model: H, G, means, w, p99
+    period = 3600.0
     for j in mine:
         mix = bins.mixes[int(j)]
         if mix.service_s is not None:
@@ -306,18 +317,57 @@ def _fluid_demand(
                 mix.input_tokens.ravel(), mix.output_tokens.ravel(), model.max_concurrency
             )
             service = flat.reshape(mix.input_tokens.shape)
-        samples.append((mix.period_s, service))
-    if not samples:
-        return FluidDemand(counts, np.full((1, 1), model.service.throughput_rps**-1), 3600.0)
-    period = samples[0][0]
-    rows = max(s.shape[0] for _, s in samples)
-    # Trace models sharing a scenario model pool their samples period by period.
-    pooled = np.concatenate(
-        [np.resize(s, (rows, s.shape[1])) if s.shape[0] != rows else s for _, s in samples],
-        axis=1,
+        _check_service(model.name, service.ravel())
+        period = mix.period_s
+        rows = mix.period_of(np.arange(bins.n_bins, dtype=np.float64) * bins.bin_s)
+        weight = np.bincount(rows, weights=bins.counts[int(j)], minlength=mix.periods).astype(
+            np.float64
+        )
+        occupancy, survival = fluid.occupancy_kernel(service), fluid.survival_kernel(service)
+        if mix.weights is not None:
+            occupancy, survival = mix.weights @ occupancy, mix.weights @ survival
+        means = mix.per_period(service.mean(axis=1))
+        # Each row's share of the requests: its period's requests, spread by the weights.
+        share = weight if mix.weights is None else weight @ mix.weights
+        parts.append((occupancy, survival, means, weight, _quantile(service, share, 0.999)))
+    if not parts:
+        one = np.array([[1.0, 0.0]])
+        mean = np.array([1.0 / model.service.throughput_rps])
+        return FluidDemand(counts, one * mean[0], one, mean, period, float(mean[0]))
+    periods = max(p[0].shape[0] for p in parts)
+    length = max(p[0].shape[1] for p in parts)
+    total = np.zeros(periods)
+    occupancy = np.zeros((periods, length))
+    survival = np.zeros((periods, length))
+    means = np.zeros(periods)
+    for h, g, m, w, _ in parts:
+        rows = np.minimum(np.arange(periods), h.shape[0] - 1)
+        share = np.ones(periods) if len(parts) == 1 else np.maximum(w[rows], 1e-12)
+        occupancy[:, : h.shape[1]] += share[:, None] * h[rows]
+        survival[:, : g.shape[1]] += share[:, None] * g[rows]
+        means += share * m[rows]
+        total += share
+    drain = max(p[4] for p in parts)
+    return FluidDemand(
+        np.ascontiguousarray(counts),
+        occupancy / total[:, None],
+        survival / total[:, None],
+        means / total,
+        period,
+        min(drain, fluid.MAX_KERNEL_S),
     )
-    _check_service(model.name, pooled.ravel())
-    return FluidDemand(np.ascontiguousarray(counts), pooled, period)
+
+
+def _quantile(samples: F64, row_weights: F64, q: float) -> float:
+    """The ``q`` quantile of (rows, k) samples, each row weighing ``row_weights[row]``."""
+    values = samples.ravel()
+    weights = np.repeat(np.maximum(row_weights, 0.0) / samples.shape[1], samples.shape[1])
+    if not weights.sum() > 0:
+        return float(np.quantile(values, q))
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    at = int(np.searchsorted(cumulative, q * cumulative[-1], side="left"))
+    return float(values[order][min(at, values.size - 1)])
 
 
 def _check_service(name: str, service: F64) -> None:

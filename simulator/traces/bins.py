@@ -35,12 +35,18 @@ class LengthMix:
                                 equally weighted within a row.
     service_s:                  (n_periods, k) float64 measured service times (seconds) when the
                                 trace has them, else None (the scenario's service model applies).
+    weights:                    None: row ``p`` describes period ``p`` (as above). Else (n_periods,
+                                n_rows) float64, each period's rows summing to 1: the rows are
+                                *components* (e.g. one client's lengths over six hours) and
+                                period ``p``'s lengths are their mixture with these weights, so
+                                a mix can follow which clients are busy window by window.
     """
 
     period_s: float
     input_tokens: I32
     output_tokens: I32
     service_s: F64 | None = None
+    weights: F64 | None = None
 
     def __post_init__(self) -> None:
         if not self.period_s > 0:
@@ -51,10 +57,23 @@ class LengthMix:
             raise ValueError("a length mix needs at least one period and one sample")
         if self.service_s is not None and self.service_s.shape != self.input_tokens.shape:
             raise ValueError("service_s must have the token samples' shape")
+        if self.weights is not None:
+            w = self.weights
+            if w.ndim != 2 or w.shape[1] != self.input_tokens.shape[0] or w.shape[0] < 1:
+                raise ValueError("weights must be (n_periods, n_rows)")
+            if not (np.all(w >= 0) and np.allclose(w.sum(axis=1), 1.0)):
+                raise ValueError("each period's weights must be >= 0 and sum to 1")
 
     @property
     def periods(self) -> int:
+        if self.weights is not None:
+            return int(self.weights.shape[0])
         return int(self.input_tokens.shape[0])
+
+    def per_period(self, row_values: F64) -> F64:
+        """A per-row figure (e.g. each row's mean service time) as each period's figure."""
+        values = np.asarray(row_values, dtype=np.float64)
+        return values if self.weights is None else self.weights @ values
 
     def period_of(self, t_s: F64) -> npt.NDArray[np.int64]:
         """The row describing requests that arrive at ``t_s`` (seconds from the trace start)."""

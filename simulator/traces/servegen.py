@@ -56,9 +56,9 @@ WINDOW_S = 600.0
 """Length of the last window (every other lasts until the next row), seconds."""
 MIX_PERIOD_S = 6 * 3600.0
 """Period of the aggregated form's length mix: ServeGen's dataset windows, seconds."""
-MIX_SAMPLES = 16384
-"""(input, output) samples per mix period: enough that the mean service time of a period is
-within about 0.7% of the distribution's (the aggregated engine's throughput follows it)."""
+COMPONENT_SAMPLES = 1024
+"""(input, output) pairs per component of the length mix (one client over one of its dataset
+windows), at evenly spaced quantiles."""
 _CHUNK_RE = re.compile(r"chunk-(\d+)-trace\.csv")
 _ROUNDING = 1e-12
 _PATTERNS = {"gamma": kernel.GAMMA, "weibull": kernel.WEIBULL}
@@ -438,9 +438,8 @@ def servegen_bins(
     model: str | None = None,
 ) -> ArrivalBins:
     """Per-``bin_s`` arrival counts of exactly the arrivals ``load`` generates, without holding
-    them: window by window, in memory proportional to the number of bins. The length mix has
-    one row per 6 hours: ``MIX_SAMPLES`` (input, output) samples from that period's clients,
-    weighted by their requests in the period."""
+    them: window by window, in memory proportional to the number of bins. The length mix
+    follows the clients window by window (``_mix``)."""
     if not bin_s > 0:
         raise ValueError(f"bin_s must be > 0, got {bin_s}")
     clients = read_model(path)
@@ -466,7 +465,7 @@ def servegen_bins(
             progress(done, total)
     counts = sums.sum(axis=0)
     del sums
-    mix = _mix(clients, rows, seed, n_periods=max(1, math.ceil(end_s / MIX_PERIOD_S)))
+    mix = _mix(clients, rows, n_windows=max(1, math.ceil(end_s / WINDOW_S)))
     return ArrivalBins(
         models=(model or _model_name(path),),
         counts=counts.reshape(1, n_bins),
@@ -493,47 +492,43 @@ def _split(n: I64, lanes: int) -> I64:
     return np.concatenate([[0], cuts, [n.size]]).astype(np.int64)
 
 
-def _mix(clients: Sequence[Client], rows: _Rows, seed: int, n_periods: int) -> LengthMix:
-    """Per 6-hour period, ``MIX_SAMPLES`` lengths from the period's client windows weighted by
-    their requests. A period without requests repeats the nearest earlier one (else later)."""
-    rng = np.random.default_rng([seed % 2**64, 2])
-    inputs = np.zeros((n_periods, MIX_SAMPLES), dtype=np.int32)
-    outputs = np.zeros((n_periods, MIX_SAMPLES), dtype=np.int32)
-    period = np.minimum((rows.start_s // MIX_PERIOD_S).astype(np.int64), n_periods - 1)
+def _mix(clients: Sequence[Client], rows: _Rows, n_windows: int) -> LengthMix:
+    """The model's request lengths window by window, as ServeGen's clients send them.
+
+    Components: each client's length distribution over each of its dataset windows (6 hours),
+    ``COMPONENT_SAMPLES`` (input, output) pairs at evenly spaced quantiles (input and output
+    drawn at the same quantile, as the generator does; stratified, so a component's mean is
+    exact to a fraction of a percent), and one component for the documented default lengths.
+    Weights: per 10-minute window, each component's share of the window's requests, so the mix
+    follows which clients are busy from window to window; a window without requests takes the
+    nearest earlier one's mix. ``n_windows``: the trace's 10-minute windows."""
+    quantiles = (np.arange(COMPONENT_SAMPLES) + 0.5) / COMPONENT_SAMPLES
     dataset = np.full(rows.n.shape[0], -1, dtype=np.int64)
     for index, client in enumerate(clients):
         mine = rows.client == index
         if client.lengths is not None and mine.any():
             dataset[mine] = client.lengths.index_at(rows.start_s[mine])
-    filled = np.zeros(n_periods, dtype=bool)
-    for p in range(n_periods):
-        here = np.flatnonzero(period == p)
-        if not here.size:
-            continue
-        keys, inverse = np.unique(
-            np.stack([rows.client[here], dataset[here]], axis=1), axis=0, return_inverse=True
-        )
-        weights = np.bincount(inverse.ravel(), weights=rows.n[here].astype(np.float64))
-        picks = rng.multinomial(MIX_SAMPLES, weights / weights.sum())
-        at = 0
-        for (client_index, window), count in zip(keys, picks, strict=True):
-            if not count:
-                continue
-            lengths = clients[int(client_index)].lengths
-            if lengths is None or window < 0:
-                inp, out = DEFAULT_LENGTHS.sample(rng, int(count))
-            else:
-                inp, out = lengths.windows[int(window)].sample(rng.random(int(count)))
-            inputs[p, at : at + count], outputs[p, at : at + count] = inp, out
-            at += int(count)
-        filled[p] = True
-    if not filled.any():
-        inp, out = DEFAULT_LENGTHS.sample(rng, n_periods * MIX_SAMPLES)
-        inputs[:], outputs[:] = inp.reshape(inputs.shape), out.reshape(outputs.shape)
-    else:
-        source = _nearest_filled(filled)
-        inputs, outputs = inputs[source], outputs[source]
-    return LengthMix(period_s=MIX_PERIOD_S, input_tokens=inputs, output_tokens=outputs)
+    # Component ids: (client, dataset window) pairs; every default-length row shares one.
+    keys = np.where(dataset >= 0, rows.client * (1 << 20) + dataset, -1)
+    unique, component = np.unique(keys, return_inverse=True)
+    inputs = np.zeros((unique.size, COMPONENT_SAMPLES), dtype=np.int32)
+    outputs = np.zeros((unique.size, COMPONENT_SAMPLES), dtype=np.int32)
+    for c, key in enumerate(unique.tolist()):
+        if key < 0:
+            inputs[c], outputs[c] = DEFAULT_LENGTHS.at_quantiles(quantiles)
+        else:
+            lengths = clients[key >> 20].lengths
+            assert lengths is not None
+            inputs[c], outputs[c] = lengths.windows[key & ((1 << 20) - 1)].sample(quantiles)
+    window = np.minimum((rows.start_s // WINDOW_S).astype(np.int64), n_windows - 1)
+    weights = np.zeros((n_windows, unique.size))
+    np.add.at(weights, (window, component.ravel()), rows.n.astype(np.float64))
+    busy = weights.sum(axis=1) > 0
+    weights[busy] /= weights[busy].sum(axis=1, keepdims=True)
+    source = _nearest_filled(busy)
+    return LengthMix(
+        period_s=WINDOW_S, input_tokens=inputs, output_tokens=outputs, weights=weights[source]
+    )
 
 
 def _nearest_filled(filled: npt.NDArray[np.bool_]) -> I64:

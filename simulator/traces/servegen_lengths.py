@@ -22,6 +22,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +78,17 @@ class LogNormalLengths:
             lognormal_tokens(rng, n, self.input_mean, self.sigma),
             lognormal_tokens(rng, n, self.output_mean, self.sigma),
         )
+
+    def at_quantiles(self, u: F64) -> tuple[I32, I32]:
+        """Input and output tokens at quantiles ``u`` of their log-normals (at least 1)."""
+        normal = NormalDist()
+        z = np.array([normal.inv_cdf(float(q)) for q in u])
+
+        def tokens(mean: float) -> I32:
+            mu = math.log(mean) - self.sigma * self.sigma / 2.0
+            return np.maximum(np.rint(np.exp(mu + self.sigma * z)), 1).astype(np.int32)
+
+        return tokens(self.input_mean), tokens(self.output_mean)
 
 
 DEFAULT_LENGTHS = LogNormalLengths()

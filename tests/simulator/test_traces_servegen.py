@@ -19,7 +19,7 @@ from simulator.traces import TraceError, load_trace, merge
 from simulator.traces import _servegen_kernel as kernel
 from simulator.traces.bins import bins_from_trace
 from simulator.traces.loader import detect_format, estimated_requests, load_bins
-from simulator.traces.servegen import MIX_PERIOD_S, MIX_SAMPLES, servegen_bins
+from simulator.traces.servegen import COMPONENT_SAMPLES, MIX_PERIOD_S, servegen_bins
 from simulator.traces.servegen_lengths import parse_distribution
 
 WINDOW = 600
@@ -332,29 +332,31 @@ def test_bins_hold_exactly_the_generated_arrivals(
 
 
 def test_the_aggregated_mix_weighs_clients_by_their_requests(tmp_path: Path) -> None:
-    # One 6 h period: client 0 (default lengths, mean 200 in) sends 3,387 requests, client 1
-    # (always 40 in, 4 out) 1,505, so about 31% of the samples are client 1's.
+    # Client 0 (default lengths, mean 200 in) sends 3,387 requests, client 1 (always 40 in, 4
+    # out) 1,505. The mix has one component per client (and dataset window), weighted per
+    # 10-minute window by that window's requests: over the trace, client 1 carries its share.
     bins = servegen_bins(_model(tmp_path), seed=2)
     mix = bins.mixes[0]
-    assert mix.period_s == MIX_PERIOD_S
-    assert mix.input_tokens.shape == (1, MIX_SAMPLES)
-    share = float(np.mean((mix.input_tokens[0] == 40) & (mix.output_tokens[0] == 4)))
-    expected = 1505 / (1505 + 3387)
-    assert share == pytest.approx(
-        expected, abs=4 * math.sqrt(expected * (1 - expected) / MIX_SAMPLES)
-    )
-    others = mix.input_tokens[0][mix.output_tokens[0] != 4]
-    assert others.mean() == pytest.approx(200, rel=0.15)
+    assert mix.period_s == WINDOW
+    assert mix.weights is not None
+    per_window = np.add.reduceat(bins.counts[0], np.arange(0, bins.n_bins, int(WINDOW)))
+    short = (mix.input_tokens == 40).all(axis=1) & (mix.output_tokens == 4).all(axis=1)
+    assert short.sum() == 1
+    share = float(per_window @ mix.weights[: per_window.size, short].ravel() / per_window.sum())
+    assert share == pytest.approx(1505 / (1505 + 3387), rel=1e-9)
+    default = mix.input_tokens[~short][0]
+    assert default.shape == (COMPONENT_SAMPLES,)
+    assert default.mean() == pytest.approx(200, rel=0.03)  # evenly spaced quantiles: near exact
 
 
-def test_a_period_without_requests_repeats_the_previous_mix(tmp_path: Path) -> None:
+def test_a_window_without_requests_repeats_the_previous_mix(tmp_path: Path) -> None:
     counts = [0] * 144
-    counts[0], counts[100] = 200, 0  # only the first 6 h period has requests
+    counts[0], counts[100] = 200, 0  # only the first window has requests
     path = _client(tmp_path / "chunk-0-trace.csv", counts)
     _dataset(tmp_path / "chunk-0-dataset.json", {0: ({11: 1.0}, {12: 1.0})})
     mix = servegen_bins(path).mixes[0]
-    assert mix.periods == 4
-    assert (mix.input_tokens == 11).all()
+    assert mix.periods == 144
+    np.testing.assert_allclose(mix.per_period(mix.input_tokens.mean(axis=1)), 11.0)
 
 
 def test_bins_from_a_trace_sample_its_own_requests_per_hour(tmp_path: Path) -> None:

@@ -191,7 +191,7 @@ class QueueDepthConfig:
 # depthscale's rule (the default): the seed's thresholds and window, plus the in-flight signals
 # when the edge counts in-flight work and knows the per-replica concurrency (docs/policy.md).
 DEPTHSCALE = QueueDepthConfig(
-    rule=Rule.TARGET, react_to_recent=True, seasonal_fraction=0.8, headroom=0.15
+    rule=Rule.TARGET, react_to_recent=True, seasonal_fraction=1.0, headroom=0.25
 )
 
 # The seed's rule as first stated: up above 50 pending per replica, down below 5 after a

@@ -19,6 +19,7 @@ Pure: functions of their arguments.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from policies.config import QueueDepthConfig
 
@@ -32,9 +33,20 @@ def slots_per_period(config: QueueDepthConfig, period_s: float) -> int:
     return max(round(period_s / config.seasonal_slot_s), 1)
 
 
+@lru_cache(maxsize=64)
+def _layout(slot_s: float, periods_s: tuple[float, ...]) -> tuple[tuple[tuple[int, int], ...], int]:
+    """((offset, slots) per period, total slots) of the season's memory."""
+    out, offset = [], 0
+    for period_s in periods_s:
+        slots = max(round(period_s / slot_s), 1)
+        out.append((offset, slots))
+        offset += slots
+    return tuple(out), offset
+
+
 def memory_size(config: QueueDepthConfig) -> int:
     """Integers the season keeps: one per slot of each period."""
-    return sum(slots_per_period(config, p) for p in config.seasonal_periods_s)
+    return _layout(config.seasonal_slot_s, config.seasonal_periods_s)[1]
 
 
 def remember(
@@ -51,31 +63,29 @@ def remember(
         return season, (number, float(load), 1)
     if slot[0] == number:
         return season, (number, slot[1] + load, slot[2] + 1)
-    size = memory_size(config)
+    layout, size = _layout(config.seasonal_slot_s, config.seasonal_periods_s)
     memory = list(season) if len(season) == size else [0] * size
     mean = slot[1] / slot[2] if slot[2] else 0.0
-    offset = 0
-    for period_s in config.seasonal_periods_s:
-        slots = slots_per_period(config, period_s)
+    for offset, slots in layout:
         index = offset + slot[0] % slots
         memory[index] = math.ceil(max(mean, config.seasonal_decay * memory[index]))
-        offset += slots
     return tuple(memory), (number, float(load), 1)
 
 
 def expected_load(config: QueueDepthConfig, season: tuple[int, ...], at_s: float) -> int:
     """The load the season expects over the next warm-up: for each period, the highest of its
-    slots from now to ``warmup_s`` ahead, as remembered from earlier periods; the lowest of
-    those across periods (each period must agree, so an hourly job seen yesterday but gone
-    today keeps nothing) — 0 before every period has been learnt once."""
-    if not config.seasonal_periods_s or len(season) != memory_size(config):
+    slots from now to ``warmup_s`` ahead, as remembered from earlier periods; the highest of
+    those across periods (an hourly job or a daily ramp, either one is worth a warm GPU).
+    0 before the memory exists."""
+    layout, size = _layout(config.seasonal_slot_s, config.seasonal_periods_s)
+    if not layout or len(season) != size:
         return 0
     first = slot_of(config, at_s)
     last = slot_of(config, at_s + config.warmup_s)
-    offset = 0
-    expected: list[int] = []
-    for period_s in config.seasonal_periods_s:
-        slots = slots_per_period(config, period_s)
-        expected.append(max(season[offset + n % slots] for n in range(first, last + 1)))
-        offset += slots
-    return max(expected)
+    best = 0
+    for offset, slots in layout:
+        for n in range(first, last + 1):
+            value = season[offset + n % slots]
+            if value > best:
+                best = value
+    return best

@@ -26,7 +26,10 @@ Pure: ``decide_target`` reads nothing but its arguments.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from policies.config import QueueDepthConfig
 from policies.season import expected_load, remember
@@ -74,14 +77,15 @@ def decide_target(
         in_flight if obs.in_flight is not None else obs.pending,
     )
     proposal = _proposal(config, obs, samples)
-    floor, lowest = _floor(config, obs, proposal, season)
+    floor, lowest, explain = _floor(config, obs, proposal, season)
     history = _window(config, state, at, floor.replicas, base if state.first_seen_s is None else 0)
     stable = _stabilise(config, floor, history, base, at, first_seen)
     # The limit holds back the reactive proposal, never a floor: work in flight runs on
     # replicas that exist, and the seasonal floor is a forecast made a warm-up ahead.
     limited = _limit(config, stable, base, warming)
-    if lowest is not None and lowest.replicas > limited.replicas:
-        limited = Stage(lowest.replicas, lowest.reason, f"{lowest.detail}: scale up")
+    if lowest > limited.replicas:
+        floor_stage = explain()
+        limited = Stage(lowest, floor_stage.reason, f"{floor_stage.detail}: scale up")
     desired, reason, detail = _clamp(config, limited, base, obs, idle_since, at)
 
     if desired > state.desired:
@@ -112,14 +116,21 @@ def _proposal(
     conc = config.replica_concurrency or 1
     in_flight = obs.in_flight or 0
     load = obs.pending + in_flight
-    loads = [float(p + f) for _, p, f in samples]
-    mean = sum(loads) / len(loads)
-    span = samples[-1][0] - samples[0][0]
+    last = samples[-1][0]
+    span = last - samples[0][0]
+    quarter = last - span / 4
+    total = recent_total = 0.0
+    recent = 0
+    for t, p, f in samples:
+        total += p + f
+        if t >= quarter:
+            recent_total += p + f
+            recent += 1
+    mean = total / len(samples)
     level = mean
-    if config.react_to_recent:
+    if config.react_to_recent and recent:
         # A step up shows in the last quarter of the window before it moves the window's mean.
-        recent = [float(p + f) for t, p, f in samples if t >= samples[-1][0] - span / 4]
-        level = max(mean, sum(recent) / len(recent))
+        level = max(mean, recent_total / recent)
     full = level / conc
     # Headroom in whole replicas: a fraction of a replica rounds away, so a small fleet runs on
     # the slack that whole replicas already give, and a large one keeps ``headroom`` spare.
@@ -135,32 +146,33 @@ def _proposal(
 
 def _floor(
     config: QueueDepthConfig, obs: Observation, proposal: Stage, season: tuple[int, ...]
-) -> tuple[Stage, Stage | None]:
-    """The proposal raised to the floors, and the highest floor on its own (None if none): the
-    work in flight needs its replicas now; the seasonal floor keeps capacity for the load the
-    same time of earlier periods carried, one warm-up ahead."""
+) -> tuple[Stage, int, Callable[[], Stage]]:
+    """The proposal raised to the floors; the highest floor (replicas) on its own, and how to
+    explain it: the work in flight needs its replicas now; the seasonal floor keeps capacity
+    for the load the same time of earlier periods carried, one warm-up ahead. The explanation
+    is built only when a decision uses it (most decisions are holds)."""
     conc = config.replica_concurrency or 1
     in_flight = obs.in_flight or 0
-    floors: list[Stage] = []
-    if in_flight:
-        need = math.ceil(in_flight / conc)
-        floors.append(Stage(need, Reason.HOLD_IN_FLIGHT, f"{in_flight} in flight need {need}"))
+    busy = math.ceil(in_flight / conc) if in_flight else 0
+    expected = seasonal = 0
     if config.seasonal_fraction > 0:
         expected = expected_load(config, season, obs.at_s)
         seasonal = math.ceil(config.seasonal_fraction * expected / conc - 1e-9)
-        if seasonal:
-            floors.append(
-                Stage(
-                    seasonal,
-                    Reason.SEASONAL_FLOOR,
-                    f"{proposal.detail}; the same time of earlier periods carried {expected} "
-                    f"tasks: keep {config.seasonal_fraction:g} of it, {seasonal} replicas",
-                )
+
+    def explain() -> Stage:
+        if seasonal > busy:
+            return Stage(
+                seasonal,
+                Reason.SEASONAL_FLOOR,
+                f"{proposal.detail}; the same time of earlier periods carried {expected} "
+                f"tasks: keep {config.seasonal_fraction:g} of it, {seasonal} replicas",
             )
-    highest = max(floors, key=lambda f: f.replicas, default=None)
-    if highest is not None and highest.replicas > proposal.replicas:
-        return highest, highest
-    return proposal, highest
+        return Stage(busy, Reason.HOLD_IN_FLIGHT, f"{in_flight} in flight need {busy}")
+
+    highest = max(busy, seasonal)
+    if highest > proposal.replicas:
+        return explain(), highest, explain
+    return proposal, highest, explain
 
 
 def _window(
@@ -170,7 +182,11 @@ def _window(
     new or restarted scaler) starts the window with the capacity it sees, so it holds that for
     a whole window before trusting its own proposals."""
     horizon = at - config.stabilization_window_s
-    kept = tuple(p for p in state.proposals if p[0] > horizon and p[0] < at)
+    proposals = state.proposals
+    first = bisect_right(proposals, horizon, key=itemgetter(0))
+    kept = proposals[first:]
+    if kept and kept[-1][0] >= at:  # a clock that went back: keep only the past
+        kept = tuple(p for p in kept if p[0] < at)
     if state.first_seen_s is None and seen > 0:
         kept = ((at, seen),)
     return (*kept, (at, replicas))
@@ -188,7 +204,7 @@ def _stabilise(
         if proposed.replicas == base:
             return Stage(base, Reason.HOLD, f"{proposed.detail}: hold {base}")
         return Stage(proposed.replicas, proposed.reason, f"{proposed.detail}: scale up")
-    highest = max(r for _, r in history)
+    highest = max(history, key=itemgetter(1))[1]
     if highest >= base:
         return Stage(
             base,

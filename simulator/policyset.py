@@ -148,13 +148,7 @@ def _binned(
     total = weight = 0.0
     for j in mine:
         mix = bins.mixes[int(j)]
-        if mix.service_s is not None:
-            service = mix.service_s
-        else:
-            flat = model.service.service_s(
-                mix.input_tokens.ravel(), mix.output_tokens.ravel(), model.max_concurrency
-            )
-            service = flat.reshape(mix.input_tokens.shape)
+        service = model.mix_service_s(mix)
         rows = mix.period_of(np.arange(bins.n_bins, dtype=np.float64) * bins.bin_s)
         per_row = np.bincount(rows, weights=bins.counts[int(j)], minlength=mix.periods)
         total += float(np.dot(per_row, mix.per_period(service.mean(axis=1))))

@@ -43,6 +43,7 @@ from pydantic import (
 from policies.config import PRESETS, ConfigError, Mode, QueueDepthConfig, Rule
 from policies.observe import ReplicasFrom
 from simulator.prices import PriceTableError, lookup
+from simulator.traces.bins import LengthMix
 
 # Kubernetes Service names are DNS-1035 labels: they must start with a letter.
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -245,6 +246,16 @@ class ModelSpec(_Strict):
     extra_args: tuple[str, ...] = ()
 
     _check_name = field_validator("name")(_dns_label)
+
+    def mix_service_s(self, mix: LengthMix) -> npt.NDArray[np.float64]:
+        """Service times (seconds) of a length mix's samples on this model's replicas, in the
+        mix's shape: its measured ones, or the service model's from its token counts."""
+        if mix.service_s is not None:
+            return mix.service_s
+        flat = self.service.service_s(
+            mix.input_tokens.ravel(), mix.output_tokens.ravel(), self.max_concurrency
+        )
+        return flat.reshape(mix.input_tokens.shape)
 
     @field_validator("queues")
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import click
 import numpy as np
@@ -79,6 +80,29 @@ def load_inputs(
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": seed})
     return trace, scenario
+
+
+T = TypeVar("T")
+
+
+def with_loading_bar(
+    err: Console | None, load: Callable[[Callable[[int, int], None] | None], T]
+) -> T:
+    """``load(progress)`` under a transient "generating arrivals" bar on ``err`` (None: no bar;
+    ``progress(done, total)`` then is None)."""
+    if err is None:
+        return load(None)
+    loading = Progress(
+        TextColumn("generating arrivals"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    job = loading.add_task("load", total=None)
+    with loading:
+        return load(lambda done, total: loading.update(job, completed=done, total=total))
 
 
 def busiest_minute_rps(traffic: Traffic) -> dict[str, float]:
@@ -165,25 +189,9 @@ def run_command(
     names = [n.strip() for n in policy_list.split(",") if n.strip()] if policy_list else None
     err = Console(stderr=True)
     bars = not no_progress and err.is_terminal
-    if bars:
-        loading = Progress(
-            TextColumn("generating arrivals"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        )
-        job = loading.add_task("load", total=None)
-        with loading:
-            trace, scenario = load_inputs(
-                load,
-                scenario_path,
-                seed,
-                lambda done, total: loading.update(job, completed=done, total=total),
-            )
-    else:
-        trace, scenario = load_inputs(load, scenario_path, seed)
+    trace, scenario = with_loading_bar(
+        err if bars else None, lambda progress: load_inputs(load, scenario_path, seed, progress)
+    )
     scenario_name = str(scenario_path) if scenario_path else "default scenario"
     show_bar = bars and requests_in(trace) >= _PROGRESS_MIN_REQUESTS
     if show_bar:

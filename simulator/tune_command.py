@@ -18,7 +18,6 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -73,26 +72,10 @@ def _load_with_bar(
     err: Console | None,
 ) -> tuple[Data, Scenario]:
     """``load_inputs``, with simulate's bar over a long generation when ``err`` is given."""
-    if err is None:
-        return load_inputs(load, scenario_path, seed, slo_wait_s, attainment)
-    loading = Progress(
-        TextColumn("generating arrivals"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
+    return simulate.with_loading_bar(
+        err,
+        lambda progress: load_inputs(load, scenario_path, seed, slo_wait_s, attainment, progress),
     )
-    job = loading.add_task("load", total=None)
-    with loading:
-        return load_inputs(
-            load,
-            scenario_path,
-            seed,
-            slo_wait_s,
-            attainment,
-            lambda done, total: loading.update(job, completed=done, total=total),
-        )
 
 
 def frontier_table(outcome: Outcome, scenario: Scenario, title: str) -> Table:

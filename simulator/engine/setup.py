@@ -310,13 +310,7 @@ def _fluid_demand(
     period = 3600.0
     for j in mine:
         mix = bins.mixes[int(j)]
-        if mix.service_s is not None:
-            service = mix.service_s
-        else:
-            flat = model.service.service_s(
-                mix.input_tokens.ravel(), mix.output_tokens.ravel(), model.max_concurrency
-            )
-            service = flat.reshape(mix.input_tokens.shape)
+        service = model.mix_service_s(mix)
         _check_service(model.name, service.ravel())
         period = mix.period_s
         rows = mix.period_of(np.arange(bins.n_bins, dtype=np.float64) * bins.bin_s)

@@ -220,7 +220,9 @@ def _place_labels(
 ) -> list[Text]:
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     points_px = fig.dpi / 72.0
-    radius = math.sqrt(MARKER_AREA) / 2 * points_px + 1.0
+    # A dot's box with a few pixels to spare: an annotation's text can land a pixel or three
+    # from where its first measurement put it once the figure is drawn.
+    radius = math.sqrt(MARKER_AREA) / 2 * points_px + 4.0
     taken: list[Bbox] = [c.get_window_extent(renderer) for c in captions]
     for xy in (xy for xy, _ in points):
         px, py = ax.transData.transform(xy)

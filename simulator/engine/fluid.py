@@ -8,26 +8,27 @@ The model, one second ``k`` at a time (``k`` = [k, k+1) seconds after the trace 
 
 * ``a_k`` requests arrive and join the back of the FCFS queue.
 * The slots that serve are those of accepting replicas ready by ``k``: ``cap_k = c · R_k``.
-* A request started in second ``s`` with service time ``S`` occupies, on average,
-  ``min(max(S − j, 0), 1)`` of a slot during second ``s + j``. Its expectation over the
-  model's request lengths, ``H(j)``, is the *occupancy kernel* (``Σ_j H(j) = E[S]``); it comes
-  from the length mix of the period the second falls in (ServeGen: 6 hours).
-* Requests started earlier occupy ``b_k = Σ_{j≥1} n_{k−j} · H(j)`` slot-seconds of second
-  ``k``; the queue's head starts as many requests as the rest holds,
-  ``n_k = min(queued, (cap_k − b_k) / H(0))``, oldest second first.
+* A request started in second ``s`` (anywhere in it) with service time ``S`` is still in
+  service at the end of second ``s + j`` with chance ``G(j) = E[min(max(S − j, 0), 1)]``, the
+  *survival kernel*, and occupies on average ``H(j)`` of a slot during that second, the
+  *occupancy kernel* (``Σ_j H(j) = Σ_j G(j) = E[S]``). Both come from the length mix of the
+  window the start falls in (ServeGen: the clients busy in that 10-minute window).
+* A slot holds one request at a time, so admission looks at the second's end: the queue's head
+  starts, oldest second first, ``n_k = min(queued, (cap_k − Σ_{j≥1} n_{k−j} G(j)) / G(0))``.
+  Slot-seconds would let a burst share a slot within the second.
 * A request arriving in second ``s`` and starting in second ``k`` waited ``k − s`` seconds
   (0 when it starts in the second it arrived: the queue had room for it).
 
 In steady state this serves ``c · R / E[S]`` requests per second, the replicas' throughput. What
-it leaves out is the sub-second queueing of a multi-server queue below saturation: with hundreds
-of slots per replica and a few replicas that wait is milliseconds (Erlang-C), so the aggregated
-mode is chosen only for traffic of hundreds of requests per second (docs/simulator.md states the
-threshold, and ``benchmarks/simulator_throughput.py`` measures the two modes against each other).
+it leaves out is queueing inside a second: clumped arrivals that wait milliseconds for a slot
+(docs/simulator.md gives the measured gap to the per-request engine, and
+``benchmarks/aggregated_mode.py`` measures it).
 
 A replica that stops takes its share of the work in service with it: that share drains (and
 still counts as in flight, as the live scaler counts unacked tasks) but holds none of the
-remaining replicas' slots. Its pod goes once its longest request would end: the 99th percentile
-of the model's service times after the stop.
+remaining replicas' slots. Its pod goes when the last of those ``n`` requests would end: the
+``1 − 1/(n+1)`` quantile of their remaining service, the residual life of the window's service
+times.
 """
 
 from __future__ import annotations

@@ -323,8 +323,9 @@ def summary_lines(trace: Trace, title: str) -> list[str]:
     "--scenario",
     "scenario_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Scenario (models file) YAML. Default: every trace model on one A100 of on-demand "
-    "p4d.24xlarge nodes, with the seed's policy settings (docs/simulator.md).",
+    help="Scenario (models file) YAML. Default: every trace model on 256-slot vLLM replicas, "
+    "one per on-demand one-GPU A100 node (a2-highgpu-1g), the scaler counting in-flight tasks, "
+    "seven policies compared (docs/simulator.md).",
 )
 @click.option(
     "--out",

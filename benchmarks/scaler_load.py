@@ -5,7 +5,7 @@ One command: ``python benchmarks/scaler_load.py`` (see benchmarks/README.md).
 - a private redis-server holds 1,000 Celery queues, each with tasks in all four priority lists;
 - the scaler is ``depthscale serve`` as shipped, in its own process (``--log-level warning``);
 - this process is the load generator: N concurrent callers share one HTTP/2 channel, as KEDA's
-  operator and metrics adapter do (DESIGN.md §2), and each repeats KEDA's sequence
+  operator and metrics adapter do (kedacore/keda v2.20: externalscaler.proto and the metrics adapter), and each repeats KEDA's sequence
   GetMetricSpec → GetMetrics → IsActive for the next ScaledObject in turn;
 - the scaler's evaluation cache is short (``--cache-seconds``, 0.05 s) so that every sequence starts
   with an expired answer and reads the broker, as a real poll 15-30 s after the last one does;

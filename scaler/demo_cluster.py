@@ -3,7 +3,7 @@
 Pure and clock-free: every method takes ``now_s`` (seconds). ``depthscale demo`` feeds it the
 replica count KEDA + HPA would set and asks how many tasks the ready replicas served since the
 last tick. It models just enough to see the policy work: a new replica serves ``warmup_s`` after
-it was asked for (GPU node launch + image pull + weight load, DESIGN.md §6, scaled down for the
+it was asked for (GPU node launch + image pull + weight load, scaled down for the
 demo), a scale-down removes the youngest replicas first (warming ones before serving ones), and a
 ready replica serves ``tasks_per_s`` tasks a second.
 """

@@ -1,6 +1,6 @@
 """ScaledObject ``scalerMetadata`` → a typed struct: which broker, which queues, which policy knobs.
 
-KEDA forwards the external trigger's ``metadata`` map verbatim (DESIGN.md §2), so every value is a
+KEDA forwards the external trigger's ``metadata`` map verbatim (kedacore/keda v2.20: externalscaler.proto and the metrics adapter), so every value is a
 string and anything a user types arrives here. Parsing is declarative, in the style of KEDA's own
 scalers: one table row per key with its parser, default and meaning; rules spanning keys are
 ``QueueDepthConfig``'s invariants, reported under the metadata key that broke them. Any problem

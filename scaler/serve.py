@@ -1,6 +1,6 @@
 """``depthscale serve``: run the KEDA external scaler.
 
-Brokers are the scaler's own configuration, never ScaledObject metadata (DESIGN.md §2: KEDA does
+Brokers are the scaler's own configuration, never ScaledObject metadata (kedacore/keda v2.20: externalscaler.proto and the metrics adapter: KEDA does
 not forward TriggerAuthentication secrets to external scalers). Three sources, merged, a name
 defined twice being an error:
 

@@ -4,7 +4,7 @@ Collect, decide, act in three places (Knative's lesson): the broker reader colle
 decides, KEDA and the HPA act. This module only orchestrates, and it sees nothing but the ports
 (``scaler/ports.py``), so its tests run on in-process fakes.
 
-KEDA asks the same ScaledObject several times a minute (DESIGN.md §2: GetMetricSpec, GetMetrics,
+KEDA asks the same ScaledObject several times a minute (kedacore/keda v2.20: externalscaler.proto and the metrics adapter: GetMetricSpec, GetMetrics,
 IsActive on every polling interval, and again on every HPA sync), so:
 
 - one *evaluation* (broker read + decision) per trigger per ``cache_s`` seconds answers all three

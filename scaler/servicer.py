@@ -1,7 +1,7 @@
 """KEDA's ``externalscaler.ExternalScaler`` on grpc.aio: protobuf in, ``ScalerService`` answers out.
 
 This module only translates. It turns errors into gRPC status codes, so KEDA holds or falls
-back instead of seeing a made-up 0 (DESIGN.md §2):
+back instead of seeing a made-up 0 (kedacore/keda v2.20: externalscaler.proto and the metrics adapter):
 
 - ``MetadataError`` (bad, unknown or missing key, unknown broker name) → INVALID_ARGUMENT,
   with the key named in the message;

@@ -2,7 +2,7 @@
 
 Figures for AWS us-east-1 (g5.xlarge $1.006/h, g6.xlarge $0.8048/h, p4d.24xlarge $21.96/h and
 p5.48xlarge $55.04/h after the June 2025 cut) and the 22-46% spot range come from the providers'
-pricing pages as collected in the design notes (DESIGN.md §6). Spot prices in the table are
+pricing pages (each row of the table names its page). Spot prices in the table are
 estimates (35% of on-demand) and say so in their ``estimated`` column; a scenario's node pool can
 override any price.
 """

@@ -5,7 +5,7 @@ cannot disagree. Names follow what the manifests use: model names are Kubernetes
 policy thresholds use the scaler's ScaledObject metadata keys (``scaleUpPending``...), HPA behavior
 uses the Kubernetes field names (``stabilizationWindowSeconds``, ``periodSeconds``...).
 
-Defaults, with their sources (DESIGN.md §2, §3, §6):
+Defaults, with their sources (KEDA and Kubernetes defaults: kedacore/keda v2.20: externalscaler.proto and the metrics adapter, kubernetes pkg/controller/podautoscaler; the vLLM v0.6 performance blog):
   - KEDA pollingInterval 30 s, cooldownPeriod 300 s; HPA sync 15 s, tolerance 0.1 up and down,
     behavior defaults of the Kubernetes HPA (up: window 0 s, max(4 Pods, 100 %) per 15 s;
     down: window 300 s, 100 % per 15 s).
@@ -470,7 +470,7 @@ class PolicySpec(_Strict):
 
 def kubernetes_defaults() -> ControlPlane:
     """KEDA's and the HPA's out-of-the-box timing: cooldown 300 s, tolerance 0.1, a 300 s
-    scale-down window (DESIGN.md §2, §3)."""
+    scale-down window (kedacore/keda v2.20: externalscaler.proto and the metrics adapter; kubernetes pkg/controller/podautoscaler)."""
     return ControlPlane()
 
 

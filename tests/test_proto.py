@@ -1,5 +1,5 @@
 """The generated protobuf code matches proto/externalscaler.proto, and the proto matches KEDA's wire
-contract (DESIGN.md §2: kedacore/keda pkg/scalers/externalscaler/externalscaler.proto, v2.20)."""
+contract (kedacore/keda pkg/scalers/externalscaler/externalscaler.proto, v2.20)."""
 
 from __future__ import annotations
 

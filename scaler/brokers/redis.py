@@ -1,6 +1,6 @@
 """Celery queue depth on a Redis broker, counted exactly as kombu counts it.
 
-Key layout (kombu/transport/redis.py, kombu 5.x; DESIGN.md §4):
+Key layout (kombu/transport/redis.py, kombu 5.x):
 
 - queue ``q`` with ``priority_steps`` ``[0, 3, 6, 9]`` and ``sep`` ``"\\x06\\x16"`` lives in the lists
   ``q``, ``q\\x06\\x163``, ``q\\x06\\x166``, ``q\\x06\\x169`` (``Channel._q_for_pri``: step 0 is the

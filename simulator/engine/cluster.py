@@ -1,6 +1,6 @@
 """GPU node pools, replica pods and warm-buffer placeholders, at control-instant granularity.
 
-What it models (DESIGN.md §6; every figure comes from the scenario):
+What it models (Karpenter and GKE node launch times, vLLM v0.6 throughput; every figure comes from the scenario):
 
 - A replica pod needs ``gpus_per_replica`` GPUs on one node of its model's pool. The scheduler
   binds it, in this order, to: a ready node with room (best fit: fewest free GPUs left); a ready

@@ -1,7 +1,7 @@
 """The Horizontal Pod Autoscaler's arithmetic for one external AverageValue metric.
 
 A transcription of kubernetes ``pkg/controller/podautoscaler`` (horizontal.go,
-replica_calculator.go) as the HPA applies it to a KEDA external metric (DESIGN.md §3):
+replica_calculator.go) as the HPA applies it to a KEDA external metric:
 
 1. proposal: ``ratio = usage / (target × replicas)``; inside ``[1 − tolDown, 1 + tolUp]`` keep
    ``replicas``, else ``desired = ceil(usage / target)`` (quantities at milli precision, as KEDA
@@ -17,8 +17,8 @@ replica_calculator.go) as the HPA applies it to a KEDA external metric (DESIGN.m
    of the other direction, until a new event of its direction takes its slot;
 4. clamp to ``[minReplicas, maxReplicas]``.
 
-Unlike the upstream controller, every stage takes ``now_s`` from the caller (HPA's anti-lesson in
-STYLE.md) and returns its reason. Replicas at zero mean "scaling disabled": KEDA owns 0 ↔ 1.
+Unlike the upstream controller, every stage takes ``now_s`` from the caller (so tests can pin a
+window's edges) and returns its reason. Replicas at zero mean "scaling disabled": KEDA owns 0 ↔ 1.
 """
 
 from __future__ import annotations

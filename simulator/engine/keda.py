@@ -1,7 +1,7 @@
 """KEDA's own scaling for one ScaledObject: activation at zero and cooldown to zero.
 
 KEDA (pkg/scaling/executor/scale_scaledobjects.go) acts only at the 0 ↔ N edges; the HPA does the
-rest (DESIGN.md §2). At every polling interval, with ``isActive`` from the external scaler:
+rest (kedacore/keda v2.20: externalscaler.proto and the metrics adapter). At every polling interval, with ``isActive`` from the external scaler:
 
 - active and the target at 0 replicas → scale to max(minReplicaCount, 1);
 - active otherwise → remember this instant as the last active time;

@@ -11,7 +11,7 @@ What one scenario becomes (``render_tree`` returns it as relative path -> file t
   (``pools/eks-karpenter``) or GKE ComputeClasses plus the nodeSelector patches that pick them
   (``pools/gke``).
 
-Facts relied on (DESIGN.md §3, §7): the HPA's scale-down window and tolerance come from the models
+Facts relied on (kubernetes pkg/controller/podautoscaler; Karpenter v1 and GKE ComputeClass docs): the HPA's scale-down window and tolerance come from the models
 file's ``control_plane.hpa`` (the policy owns the 10-minute window, so scaleDown's window is 0 and
 the tolerance 0 keeps a ±1 replica step from being swallowed); vLLM needs a Memory ``/dev/shm``
 and a startupProbe long enough for weight download; serving pods carry

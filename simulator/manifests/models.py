@@ -1,6 +1,6 @@
 """Per model: the vLLM Deployment, its ClusterIP Service and its KEDA ScaledObject.
 
-Facts relied on (DESIGN.md §3, §7): vLLM needs a Memory-backed ``/dev/shm`` (the runtime's 64 MB
+Facts relied on (kubernetes pkg/controller/podautoscaler; vLLM's Kubernetes deployment docs): vLLM needs a Memory-backed ``/dev/shm`` (the runtime's 64 MB
 breaks tensor-parallel NCCL) and a startupProbe long enough for weight download; serving pods carry
 ``karpenter.sh/do-not-disrupt``; the HPA's scale-down window and tolerance come from the models
 file's ``control_plane.hpa`` (the policy owns the 10-minute window, so scaleDown's window is 0, and
@@ -236,7 +236,7 @@ def scaled_object(model: ModelSpec, scenario: Scenario, options: RenderOptions) 
             "minReplicaCount": config.min_replicas,
             "maxReplicaCount": config.max_replicas,
             # Scaler unreachable or broker down for this many polls: keep what runs (never less
-            # than one replica), rather than a made-up 0 (DESIGN.md §2).
+            # than one replica), rather than a made-up 0 (kedacore/keda v2.20: externalscaler.proto and the metrics adapter).
             "fallback": {
                 "failureThreshold": options.fallback_failures,
                 "replicas": max(config.min_replicas, 1),

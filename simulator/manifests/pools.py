@@ -1,6 +1,6 @@
 """GPU node pools per cloud, and the warm GPU buffer that keeps spare nodes in them.
 
-Karpenter (DESIGN.md §7): ``karpenter.sh/v1`` NodePools with the ``nvidia.com/gpu=true:NoSchedule``
+Karpenter (karpenter.sh v1 NodePool API): ``karpenter.sh/v1`` NodePools with the ``nvidia.com/gpu=true:NoSchedule``
 taint, a GPU limit and ``WhenEmpty`` consolidation. GKE: ``cloud.google.com/v1`` ComputeClasses
 (GPU priorities, spot first, node pool auto-creation) selected through a kustomize patch.
 """

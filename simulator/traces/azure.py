@@ -3,7 +3,7 @@
 ``TIMESTAMP,ContextTokens,GeneratedTokens`` with timestamps like ``2023-11-16 18:15:46.6805900``
 (7 fractional digits, UTC). The files carry no model column: the model name comes from the
 caller (``--model``) or the file name (``AzureLLMInferenceTrace_conv.csv`` →
-``AzureLLMInferenceTrace_conv``). The 2024 files hold 17-27 M rows (DESIGN.md §6): they are read
+``AzureLLMInferenceTrace_conv``). The 2024 files hold 17-27 M rows (Azure/AzurePublicDataset, AzureLLMInferenceDataset2024): they are read
 in chunks and never become Python objects per row.
 """
 

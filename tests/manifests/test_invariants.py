@@ -389,7 +389,7 @@ def test_scaler_may_read_every_scaled_object_and_its_target(overlay: Overlay) ->
 
 def test_hpa_leaves_stabilization_to_the_policy(overlay: Overlay) -> None:
     # The policy owns the 10-minute window and counts every replica it asks for, so the HPA adds
-    # no window of its own and no tolerance that would swallow a one-replica step (DESIGN.md §3).
+    # no window of its own and no tolerance that would swallow a one-replica step (kubernetes pkg/controller/podautoscaler).
     _, objects = overlay
     for so in (o for o in objects if o["kind"] == "ScaledObject"):
         if so["spec"]["triggers"][0]["metadata"].get("mode", "replicas") != "replicas":

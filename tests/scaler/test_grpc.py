@@ -1,7 +1,7 @@
 """The scaler end to end: a real grpc.aio client over a real socket, a private redis-server, real
 Celery publishing with priorities and a key prefix, the real broker reader and state stores.
 
-Deadlines are KEDA's: its metrics adapter calls with a 3 s deadline (DESIGN.md §2), so every
+Deadlines are KEDA's: its metrics adapter calls with a 3 s deadline (kedacore/keda pkg/scalers/external_scaler.go), so every
 unary call here carries ``timeout=KEDA_DEADLINE_S`` and a slow answer fails as DEADLINE_EXCEEDED.
 """
 
@@ -74,7 +74,7 @@ def publish(app: Celery, jobs: list[tuple[str, int]]) -> None:
 
 def kombu_pending(app: Celery) -> int:
     """kombu's own count: ``Channel._size`` summed over the model's queues (with a key prefix
-    the passive queue_declare answers 404, DESIGN.md §4, so ``_size`` is the oracle)."""
+    the passive queue_declare answers 404, so ``_size`` is the oracle)."""
     with app.connection() as conn:
         return sum(int(conn.default_channel._size(q)) for q in QUEUES)
 

@@ -282,7 +282,7 @@ def _hpa(tolerance: float) -> dict[str, object]:
 def test_policy_step_from_10_to_11_meets_the_hpa_tolerance(tolerance: float, after: int) -> None:
     # The policy wants 10 replicas, then 11 from t=600. Its metric is the desired count with
     # target 1, so the HPA sees 11 / (1 × 10) = 1.1: inside the default 0.1 tolerance the
-    # Deployment stays at 10 (DESIGN.md §3); with a tolerance of 0 it follows to 11.
+    # Deployment stays at 10 (kubernetes pkg/controller/podautoscaler); with a tolerance of 0 it follows to 11.
     sc = scenario(duration_s=1200.0, control_plane=_hpa(tolerance))
     result = engine.run(
         one_model_trace([1.0], 1.0), sc, [("steps", "static", Steps(((0.0, 10), (600.0, 11))))]

@@ -1,4 +1,4 @@
-"""The HPA emulation against the documented Kubernetes behaviour (DESIGN.md §3).
+"""The HPA emulation against the documented Kubernetes behaviour (kubernetes pkg/controller/podautoscaler).
 
 Expected numbers come from the upstream rules (replica_calculator.go, horizontal.go), worked by
 hand in each case's comment, never from running the emulation.

@@ -42,7 +42,7 @@ def test_example_models_file_loads_with_its_stated_values() -> None:
     assert big.gpus_per_replica == 4
     assert big.queues == ("llama-3-70b",)
     h100 = scenario.node_pools["h100"]
-    # DESIGN.md §6: p5.48xlarge $55.04/h on-demand, 8 GPUs.
+    # AWS EC2 on-demand pricing: p5.48xlarge $55.04/h on-demand, 8 GPUs.
     assert h100.hourly_usd == pytest.approx(55.04)
     assert h100.gpus_per_node == 8
     assert h100.warm_buffer is not None
@@ -374,7 +374,7 @@ def test_bundled_prices_are_sourced_and_hold_the_design_figures() -> None:
     for row in table.values():
         assert row.source
         assert row.gpus >= 1
-        # DESIGN.md §6: spot observed at 22-46% of on-demand.
+        # spot observed at 22-46% of on-demand.
         assert 0.22 <= row.spot_per_hour / row.on_demand_per_hour <= 0.46
         assert row.estimated in ("", "spot", "on_demand+spot")
     figures = {"g5.xlarge": 1.006, "g6.xlarge": 0.8048, "p4d.24xlarge": 21.96, "p5.48xlarge": 55.04}

@@ -27,11 +27,8 @@ from dataclasses import dataclass, replace
 
 from policies.config import DEPTHSCALE, Mode, QueueDepthConfig, Rule
 from policies.state import QueueDepthState
-from policies.target import decide_target
+from policies.target import decide_target, scale_up_limit
 from policies.types import Decision, Observation, Reason
-
-SCALE_UP_MIN_STEP = 4
-"""Replicas a limited scale-up may always add (the HPA's default scale-up policy allows 4 Pods)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,16 +321,10 @@ def _decide_replicas(
         Reason.SCALE_UP_IN_FLIGHT,
     )
     if config.scale_up_factor is not None and reason in growing:
-        # A backlog that the replicas already serving drain before new GPUs are up needs no new
-        # GPUs; one that keeps growing after them gets the next step a warm-up later.
-        serving = max(base - warming, 0)
-        limit = max(math.ceil(config.scale_up_factor * serving), serving + SCALE_UP_MIN_STEP)
-        if new_base > max(limit, base):
-            new_base = max(limit, base)
-            detail += (
-                f"; limited to {new_base} ({config.scale_up_factor:g}x the {serving} serving, "
-                f"or +{SCALE_UP_MIN_STEP}) until capacity on its way is ready"
-            )
+        limit, why = scale_up_limit(config.scale_up_factor, base, warming)
+        if new_base > limit:
+            new_base = limit
+            detail += f"; {why}"
 
     desired = new_base + (config.buffer_replicas if new_base > 0 else 0)
     if desired > config.max_replicas:

@@ -29,10 +29,6 @@ def slot_of(config: QueueDepthConfig, at_s: float) -> int:
     return math.floor(at_s / config.seasonal_slot_s)
 
 
-def slots_per_period(config: QueueDepthConfig, period_s: float) -> int:
-    return max(round(period_s / config.seasonal_slot_s), 1)
-
-
 @lru_cache(maxsize=64)
 def _layout(slot_s: float, periods_s: tuple[float, ...]) -> tuple[tuple[tuple[int, int], ...], int]:
     """((offset, slots) per period, total slots) of the season's memory."""
@@ -42,11 +38,6 @@ def _layout(slot_s: float, periods_s: tuple[float, ...]) -> tuple[tuple[tuple[in
         out.append((offset, slots))
         offset += slots
     return tuple(out), offset
-
-
-def memory_size(config: QueueDepthConfig) -> int:
-    """Integers the season keeps: one per slot of each period."""
-    return _layout(config.seasonal_slot_s, config.seasonal_periods_s)[1]
 
 
 def remember(

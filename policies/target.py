@@ -79,7 +79,7 @@ def decide_target(
     proposal = _proposal(config, obs, samples)
     floor, lowest, explain = _floor(config, obs, proposal, season)
     history = _window(config, state, at, floor.replicas, base if state.first_seen_s is None else 0)
-    stable = _stabilise(config, floor, history, base, at, first_seen)
+    stable = _stabilise(config, floor, history, base)
     # The limit holds back the reactive proposal, never a floor: work in flight runs on
     # replicas that exist, and the seasonal floor is a forecast made a warm-up ahead.
     limited = _limit(config, stable, base, warming)
@@ -197,8 +197,6 @@ def _stabilise(
     proposed: Stage,
     history: tuple[tuple[float, int], ...],
     base: int,
-    at: float,
-    first_seen: float,
 ) -> Stage:
     if proposed.replicas >= base:
         if proposed.replicas == base:
@@ -220,19 +218,26 @@ def _stabilise(
     )
 
 
+def scale_up_limit(factor: float, base: int, warming: int) -> tuple[int, str]:
+    """The most replicas one scale-up may ask for while ``warming`` of ``base`` are on their
+    way: ``factor`` × those serving or 4 more (never fewer than ``base``), and the sentence
+    saying so. A backlog that the replicas already serving drain before new GPUs are up needs
+    no new GPUs; one that keeps growing after them gets the next step a warm-up later."""
+    serving = max(base - warming, 0)
+    limit = max(math.ceil(factor * serving), serving + SCALE_UP_MIN_STEP, base)
+    return limit, (
+        f"limited to {limit} ({factor:g}x the {serving} serving, or +{SCALE_UP_MIN_STEP}) "
+        "until capacity on its way is ready"
+    )
+
+
 def _limit(config: QueueDepthConfig, stage: Stage, base: int, warming: int) -> Stage:
     if config.scale_up_factor is None or stage.replicas <= base:
         return stage
-    serving = max(base - warming, 0)
-    limit = max(math.ceil(config.scale_up_factor * serving), serving + SCALE_UP_MIN_STEP, base)
+    limit, why = scale_up_limit(config.scale_up_factor, base, warming)
     if stage.replicas <= limit:
         return stage
-    return Stage(
-        limit,
-        stage.reason,
-        f"{stage.detail}; limited to {limit} ({config.scale_up_factor:g}x the {serving} "
-        f"serving, or +{SCALE_UP_MIN_STEP}) until capacity on its way is ready",
-    )
+    return Stage(limit, stage.reason, f"{stage.detail}; {why}")
 
 
 def _clamp(

@@ -76,6 +76,31 @@ def trace_input_options(command: F) -> F:
     return command
 
 
+ENGINES = ("auto", "requests", "aggregated")
+
+AGGREGATE_ABOVE_REQUESTS = 20_000_000
+"""``--engine auto`` replays a trace of more requests than this in the aggregated (per-second)
+mode: request by request, 20 M requests take about 2 GB, and at this size the two modes agree
+(docs/simulator.md, benchmarks/simulator_throughput.py)."""
+
+
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="auto",
+    show_default=True,
+    help="requests: every request through the FCFS queue. aggregated: arrivals per second "
+    "through a fluid queue (bounded memory; billions of requests). auto: aggregated above "
+    f"{AGGREGATE_ABOVE_REQUESTS // 1_000_000} M requests.",
+)
+
+
+def _seed_given() -> bool:
+    """Whether --seed was given on the command line (it then replaces the scenario's seed)."""
+    source = click.get_current_context().get_parameter_source("seed")
+    return source is not None and source is not click.core.ParameterSource.DEFAULT
+
+
 def load_trace_from_options(
     path: Path,
     trace_format: str | None,
@@ -240,13 +265,6 @@ def inspect(
 INSPECT_MAX_REQUESTS = 20_000_000
 """Above this many requests, ``trace inspect`` summarises a ServeGen model from its bins."""
 
-ENGINES = ("auto", "requests", "aggregated")
-
-AGGREGATE_ABOVE_REQUESTS = 20_000_000
-"""``--engine auto`` replays a trace of more requests than this in the aggregated (per-second)
-mode: request by request, 20 M requests take about 2 GB, and at this size the two modes agree
-(docs/simulator.md, benchmarks/simulator_throughput.py)."""
-
 
 def _inspect_aggregated(
     path: Path, trace_format: str | None, model_name: str | None, rate: float, seed: int
@@ -277,8 +295,7 @@ def bins_summary_lines(bins: ArrivalBins, title: str) -> list[str]:
         minutes = np.add.reduceat(counts, np.arange(0, counts.shape[0], per_bin))
         mean_rps = counts.sum() / duration if duration > 0 else float("nan")
         mix = bins.mixes[i]
-        rows = mix.period_of(np.arange(counts.shape[0]) * bins.bin_s)
-        weight = np.bincount(rows, weights=counts, minlength=mix.periods)
+        weight = bins.period_requests(i)
         weight = (
             weight / weight.sum() if weight.sum() > 0 else np.full(mix.periods, 1 / mix.periods)
         )
@@ -342,15 +359,7 @@ def summary_lines(trace: Trace, title: str) -> list[str]:
     help="Compare only these of the scenario's policies (comma-separated names).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option(
-    "--engine",
-    type=click.Choice(ENGINES),
-    default="auto",
-    show_default=True,
-    help="requests: every request through the FCFS queue. aggregated: arrivals per second "
-    "through a fluid queue (bounded memory; billions of requests). auto: aggregated above "
-    f"{AGGREGATE_ABOVE_REQUESTS // 1_000_000} M requests.",
-)
+@engine_option
 @trace_input_options
 def simulate(
     trace_path: Path,
@@ -372,8 +381,7 @@ def simulate(
     --seed, when given, also replaces the scenario's seed."""
     from simulator.simulate import run_command  # engine and matplotlib load only here
 
-    source = click.get_current_context().get_parameter_source("seed")
-    given = source is not None and source is not click.core.ParameterSource.DEFAULT
+    given = _seed_given()
     run_command(
         lambda s, progress: load_traffic_from_options(
             trace_path, trace_format, model_name, time_scale, rate, rename, s, engine, progress
@@ -475,14 +483,7 @@ def load_traffic_from_options(
     "policy.yaml, scaledobject-metadata.yaml).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option(
-    "--engine",
-    type=click.Choice(ENGINES),
-    default="auto",
-    show_default=True,
-    help="As for simulate: requests, aggregated, or auto (aggregated above "
-    f"{AGGREGATE_ABOVE_REQUESTS // 1_000_000} M requests).",
-)
+@engine_option
 @trace_input_options
 def tune(
     trace_path: Path,
@@ -509,8 +510,7 @@ def tune(
     --seed, when given, also replaces the scenario's seed (the search is seeded by it)."""
     from simulator.tune_command import run_command  # engine and matplotlib load only here
 
-    source = click.get_current_context().get_parameter_source("seed")
-    given = source is not None and source is not click.core.ParameterSource.DEFAULT
+    given = _seed_given()
     run_command(
         lambda s, progress: load_traffic_from_options(
             trace_path, trace_format, model_name, time_scale, rate, rename, s, engine, progress

@@ -120,11 +120,14 @@ class _Demand:
         self.arrivals: dict[str, Arrivals] = {}
         self.replica_rps: dict[str, float] = {}
         index = scenario.trace_model_index(trace.models) if trace.models else np.zeros(0, np.int32)
+        of_request = None
+        if isinstance(trace, Trace):  # each request's scenario model, once for all models
+            of_request = index[trace.model] if len(trace) else np.zeros(0, np.int32)
         for i, (name, model) in enumerate(scenario.models.items()):
             if isinstance(trace, ArrivalBins):
                 self.arrivals[name], mean_s = _binned(trace, index, i, model)
             else:
-                of_request = index[trace.model] if len(trace) else np.zeros(0, np.int32)
+                assert of_request is not None
                 mask = of_request == i
                 self.arrivals[name] = trace.arrival_s[mask]
                 if trace.service_s is not None:
@@ -149,8 +152,7 @@ def _binned(
     for j in mine:
         mix = bins.mixes[int(j)]
         service = model.mix_service_s(mix)
-        rows = mix.period_of(np.arange(bins.n_bins, dtype=np.float64) * bins.bin_s)
-        per_row = np.bincount(rows, weights=bins.counts[int(j)], minlength=mix.periods)
+        per_row = bins.period_requests(int(j))
         total += float(np.dot(per_row, mix.per_period(service.mean(axis=1))))
         weight += float(per_row.sum())
     return PerSecond(counts), total / weight if weight > 0 else 0.0

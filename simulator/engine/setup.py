@@ -24,7 +24,7 @@ F64 = npt.NDArray[np.float64]
 
 HPA_QUERIES_SCALER = True
 """Whether each HPA sync evaluates the policy afresh. KEDA's metrics adapter calls the scaler's
-GetMetrics at every HPA sync unless the trigger sets ``useCachedMetrics: true`` (DESIGN.md §2),
+GetMetrics at every HPA sync unless the trigger sets ``useCachedMetrics: true`` (KEDA docs, ScaledObject triggers: useCachedMetrics),
 and the live scaler caches an evaluation for only 5 s, shorter than the 15 s sync; our
 ScaledObjects do not set ``useCachedMetrics``. So by default the policy runs at every KEDA poll
 and every HPA sync (once per instant when they coincide)."""
@@ -197,14 +197,16 @@ def plan(
     keda = scenario.control_plane.keda
     up, down = direction(hpa.scale_up), direction(hpa.scale_down)
     models = []
-    single = len(scenario.models) == 1
+    of_request = None  # each request's scenario model, computed once for all models
+    if isinstance(trace, Trace) and len(scenario.models) > 1:
+        of_request = index[trace.model]
     for i, model in enumerate(scenario.models.values()):
         fluid: FluidDemand | None = None
         if isinstance(trace, ArrivalBins):
             arrival = service = np.zeros(0)
             fluid = _fluid_demand(trace, index, i, model)
         else:
-            arrival, service = _requests(trace, index, i, model, single)
+            arrival, service = _requests(trace, of_request, i, model)
         config = model.policy.to_policy_config()
         models.append(
             ModelRun(
@@ -281,10 +283,11 @@ def plan(
 
 
 def _requests(
-    trace: Trace, index: npt.NDArray[np.int32], i: int, model: ModelSpec, single: bool
+    trace: Trace, of_request: npt.NDArray[np.int32] | None, i: int, model: ModelSpec
 ) -> tuple[F64, F64]:
-    """Model ``i``'s arrival times and service times, seconds."""
-    rows = None if single else np.flatnonzero(index[trace.model] == i)
+    """Model ``i``'s arrival times and service times, seconds. ``of_request``: each request's
+    scenario model, or None when the scenario has one model (every request is its own)."""
+    rows = None if of_request is None else np.flatnonzero(of_request == i)
     arrival = trace.arrival_s if rows is None else trace.arrival_s[rows]
     if trace.service_s is not None:
         service = trace.service_s if rows is None else trace.service_s[rows]
@@ -313,10 +316,7 @@ def _fluid_demand(
         service = model.mix_service_s(mix)
         _check_service(model.name, service.ravel())
         period = mix.period_s
-        rows = mix.period_of(np.arange(bins.n_bins, dtype=np.float64) * bins.bin_s)
-        weight = np.bincount(rows, weights=bins.counts[int(j)], minlength=mix.periods).astype(
-            np.float64
-        )
+        weight = bins.period_requests(int(j))
         occupancy, survival = fluid.occupancy_kernel(service), fluid.survival_kernel(service)
         if mix.weights is not None:
             occupancy, survival = mix.weights @ occupancy, mix.weights @ survival

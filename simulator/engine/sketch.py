@@ -87,6 +87,9 @@ class WaitSketch:
         if self.count <= 0:
             return 0.0
         cumulative = np.cumsum(self.counts)
-        rank = q * cumulative[-1]
-        bucket = int(np.searchsorted(cumulative, rank - 1e-9 * cumulative[-1], side="left"))
+        total = cumulative[-1]
+        # The first bucket whose running count reaches the rank (a hair below it, for rounding;
+        # above zero, so that empty leading buckets never answer).
+        rank = max(q * total - 1e-9 * total, 1e-12 * total)
+        bucket = int(np.searchsorted(cumulative, rank, side="left"))
         return min(_value(min(bucket, BUCKETS - 1)), self.max)

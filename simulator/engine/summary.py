@@ -33,42 +33,6 @@ def sketch_stats(sketch: WaitSketch) -> WaitStats:
     return WaitStats(sketch.mean, p50, p95, p99, sketch.max)
 
 
-def _quantiles(positive: F64, n: int, qs: tuple[float, ...]) -> list[float]:
-    """Linear-interpolation quantiles of ``n`` values: ``n - positive.size`` zeros and
-    ``positive``; equal to ``np.percentile(values, 100·q)``."""
-    zeros = n - positive.size
-    ranks = sorted({r for q in qs for r in _ranks(q, n) if r >= zeros})
-    ranked = np.partition(positive, [r - zeros for r in ranks]) if ranks else positive
-
-    def at(rank: int) -> float:
-        return 0.0 if rank < zeros else float(ranked[rank - zeros])
-
-    out = []
-    for q in qs:
-        h = (n - 1) * q
-        lo, hi = _ranks(q, n)
-        out.append(at(lo) + (h - lo) * (at(hi) - at(lo)))
-    return out
-
-
-def _ranks(q: float, n: int) -> tuple[int, int]:
-    lo = int(np.floor((n - 1) * q))
-    return lo, min(lo + 1, n - 1)
-
-
-def quantiles(waits: F64, qs: tuple[float, ...]) -> list[float]:
-    """``np.percentile(waits, 100·q)`` for non-negative ``waits``."""
-    return _quantiles(waits[waits > 0.0], int(waits.size), qs)
-
-
-def wait_stats(waits: F64) -> WaitStats:
-    """Mean, p50/p95/p99 (linear interpolation) and max of ``waits``, seconds; zeros if empty."""
-    if waits.size == 0:
-        return WaitStats(0.0, 0.0, 0.0, 0.0, 0.0)
-    p50, p95, p99 = quantiles(waits, QS)
-    return WaitStats(float(waits.mean()), p50, p95, p99, float(waits.max()))
-
-
 def _totals(
     waits: WaitSketch,
     requests: float,

@@ -121,6 +121,13 @@ class ArrivalBins:
     def requests(self) -> float:
         return float(self.counts.sum())
 
+    def period_requests(self, model: int) -> F64:
+        """Requests of model ``model`` arriving in each period of its length mix."""
+        mix = self.mixes[model]
+        rows = mix.period_of(np.arange(self.n_bins, dtype=np.float64) * self.bin_s)
+        per_period = np.bincount(rows, weights=self.counts[model], minlength=mix.periods)
+        return per_period.astype(np.float64)
+
 
 MIX_SAMPLES = 16384
 """Samples per period in the length mixes built here (about 0.7% error on a period's mean

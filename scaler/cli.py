@@ -20,6 +20,17 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("simulator.cli:tune", "Search the policy's knobs on a trace: cost versus SLO."),
 }
 
+# The extra (pyproject.toml) that installs each command's packages.
+_EXTRAS: dict[str, str] = {
+    "serve": "serve",
+    "demo": "demo",
+    "simulate": "sim",
+    "trace": "sim",
+    "render": "sim",
+    "tune": "sim",
+}
+_OWN_PACKAGES = frozenset({"scaler", "policies", "simulator", "proto"})
+
 
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -30,7 +41,17 @@ class _LazyGroup(click.Group):
         if entry is None:
             return None
         module_name, attr = entry[0].split(":")
-        command = getattr(importlib.import_module(module_name), attr)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.partition(".")[0] in _OWN_PACKAGES:
+                raise
+            extra = _EXTRAS.get(cmd_name, "all")
+            raise click.ClickException(
+                f"depthscale {cmd_name} needs the {extra!r} extra (missing module {exc.name!r}): "
+                f"pip install 'depthscale[{extra}]'"
+            ) from None
+        command = getattr(module, attr)
         if not isinstance(command, click.Command):
             raise TypeError(f"{entry[0]} is not a click command")
         return command

@@ -6,17 +6,25 @@ A test needing a server binary skips on a developer machine without it, and fail
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+T = TypeVar("T")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -97,3 +105,35 @@ def redis_server() -> Iterator[RedisServer]:
             yield server
         finally:
             server.stop()
+
+
+# ---- helpers shared by the async and the Celery tests -------------------------------------------
+
+
+def run(main: Callable[[], Awaitable[T]] | Awaitable[T]) -> T:
+    """Run an async test body on a fresh event loop: ``run(main)`` or ``run(coroutine)``."""
+
+    async def wrapped() -> T:
+        return await (main if inspect.isawaitable(main) else main())
+
+    return asyncio.run(wrapped())
+
+
+def celery_app(url: str, **transport_options: Any) -> Celery:
+    """A Celery app on ``url`` that is not the process's current app, with kombu's transport
+    options (``global_keyprefix``, ``queue_order_strategy``, ...)."""
+    from celery import Celery
+
+    app = Celery("depthscale-tests", broker=url, set_as_current=False)
+    app.conf.broker_transport_options = transport_options
+    return app
+
+
+TASK = "depthscale.tests.infer"
+
+
+def publish(app: Celery, jobs: list[tuple[str, int]]) -> None:
+    """Real Celery publishing, as ``apply_async`` does: one task per (queue, priority)."""
+    with app.producer_or_acquire() as producer:
+        for queue, priority in jobs:
+            app.send_task(TASK, args=(queue,), queue=queue, priority=priority, producer=producer)

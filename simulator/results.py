@@ -6,6 +6,8 @@ time series. The engine fills them; the report (json/md/html) only reads them.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,8 +91,9 @@ class PolicyResult:
     per_model:        model name -> its figures.
     series:           model name -> its time series.
     reasons:          decision reason value -> count (the policy's own reasons).
-    savings_pct:      baseline policy name -> 100 × (baseline cost − this cost) / baseline cost,
-                      for every time-based baseline in the run.
+
+    Savings against the time-based baselines are not stored here: ``savings_table`` computes
+    them from the costs.
     """
 
     name: str
@@ -99,7 +102,6 @@ class PolicyResult:
     per_model: dict[str, Totals]
     series: dict[str, Series]
     reasons: dict[str, int] = field(default_factory=dict)
-    savings_pct: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +134,35 @@ class SimulationResult:
     slo_attainment: float = 0.99
     ideal_cost_usd: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+
+# ---- savings against the time-based baselines: computed here and nowhere else -----------------
+
+
+def baselines(policies: Sequence[PolicyResult]) -> list[str]:
+    """Names of the time-based policies of the run (kind in ``TIME_BASED_KINDS``), in run order."""
+    return [p.name for p in policies if p.kind in TIME_BASED_KINDS]
+
+
+def savings_pct(cost_usd: float, baseline_usd: float) -> float | None:
+    """100 × (baseline − cost) / baseline, percent: positive when cheaper than the baseline; None
+    when the baseline cost nothing (no percentage of zero) or the cost is unknown (NaN)."""
+    if not baseline_usd > 0 or not math.isfinite(cost_usd):
+        return None
+    return 100.0 * (baseline_usd - cost_usd) / baseline_usd
+
+
+def savings_table(
+    policies: Sequence[PolicyResult], model: str | None = None
+) -> dict[str, dict[str, float | None]]:
+    """policy name -> baseline name -> ``savings_pct``, on the total or on one model's figures
+    (NaN cost, hence None, for a policy without that model)."""
+
+    def cost(p: PolicyResult) -> float:
+        if model is None:
+            return p.total.cost_usd
+        totals = p.per_model.get(model)
+        return math.nan if totals is None else totals.cost_usd
+
+    bases = [p for p in policies if p.kind in TIME_BASED_KINDS]
+    return {p.name: {b.name: savings_pct(cost(p), cost(b)) for b in bases} for p in policies}

@@ -21,9 +21,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from simulator.policyset import PolicyEntry, PolicySetError, build_policies
-from simulator.report import savings_table, write_report
+from simulator.report import write_report
 from simulator.report.verdict import ideal_total, misses, verdict, vs_ideal
-from simulator.results import TIME_BASED_KINDS, SimulationResult
+from simulator.results import SimulationResult, baselines, savings_table
 from simulator.scenario import Scenario, ScenarioError, default_scenario, load_scenario
 from simulator.traces.bins import ArrivalBins
 from simulator.traces.trace import Trace
@@ -149,7 +149,7 @@ def simulate_to(
 
 def summary_table(result: SimulationResult) -> Table:
     """Cost, p95 wait, SLO attainment and savings against each time-based baseline."""
-    bases = [p.name for p in result.policies if p.kind in TIME_BASED_KINDS]
+    bases = baselines(result.policies)
     savings = savings_table(result.policies)
     table = Table(title=f"{result.trace} — SLO: wait ≤ {result.slo_wait_s:g} s")
     table.add_column("policy")

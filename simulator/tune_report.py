@@ -21,6 +21,7 @@ import yaml
 from simulator.manifests import RenderOptions
 from simulator.manifests.models import scaled_object
 from simulator.report.figures import _STYLE, _svg
+from simulator.results import savings_pct
 from simulator.scenario import PolicyThresholds, Scenario, dump_scenario
 from simulator.tune import Candidate, Outcome, Score, apply, space, tuned_entry
 
@@ -128,8 +129,8 @@ def chosen_sentence(outcome: Outcome, scenario: Scenario) -> str:
         + f", SLO met by {100 * best.attainment:.2f}%, p95 wait {_wait(best.p95_wait_s)} s"
     )
     own = next((s for s in outcome.full if s.index == 0), None)
-    if own is not None and best.index != 0 and own.cost_usd > 0:
-        saving = 100 * (own.cost_usd - best.cost_usd) / own.cost_usd
+    saving = None if own is None else savings_pct(best.cost_usd, own.cost_usd)
+    if own is not None and best.index != 0 and saving is not None:
         line += (
             f"; as configured: ${_usd(own.cost_usd)}, {100 * own.attainment:.2f}% "
             f"({saving:.1f}% saved)"

@@ -11,6 +11,5 @@ from __future__ import annotations
 
 from simulator.engine.runner import run
 from simulator.engine.setup import DRAIN_S, EngineError, PolicyTriple
-from simulator.results import TIME_BASED_KINDS
 
-__all__ = ["DRAIN_S", "TIME_BASED_KINDS", "EngineError", "PolicyTriple", "run"]
+__all__ = ["DRAIN_S", "EngineError", "PolicyTriple", "run"]

@@ -8,7 +8,7 @@ from simulator.engine import fair, kernel
 from simulator.engine.loop import simulate
 from simulator.engine.setup import PolicyTriple, default_policies, per_model, plan
 from simulator.engine.summary import summarize
-from simulator.results import TIME_BASED_KINDS, PolicyResult, SimulationResult
+from simulator.results import PolicyResult, SimulationResult
 from simulator.scenario import ControlPlane, Scenario
 from simulator.traces.bins import ArrivalBins
 from simulator.traces.trace import Trace
@@ -59,13 +59,6 @@ def run(
             entry_plan, objects, report if progress is not None else None, warm=warm
         )
         results.append(summarize(entry[0], entry[1], entry_plan, trajectory))
-    baselines = [r for r in results if r.kind in TIME_BASED_KINDS]
-    for result in results:
-        for base in baselines:
-            if base.total.cost_usd > 0:
-                result.savings_pct[base.name] = (
-                    100.0 * (base.total.cost_usd - result.total.cost_usd) / base.total.cost_usd
-                )
     assumptions.insert(
         1,
         fair.warm_assumption(started, names)

@@ -7,21 +7,7 @@ leaves no half-written report behind.
 
 from __future__ import annotations
 
-from simulator.report.summary import (
-    TIME_BASED_KINDS,
-    baselines,
-    report_document,
-    savings_pct,
-    savings_table,
-)
+from simulator.report.summary import report_document
 from simulator.report.write import REPORT_FILES, write_report
 
-__all__ = [
-    "REPORT_FILES",
-    "TIME_BASED_KINDS",
-    "baselines",
-    "report_document",
-    "savings_pct",
-    "savings_table",
-    "write_report",
-]
+__all__ = ["REPORT_FILES", "report_document", "write_report"]

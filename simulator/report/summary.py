@@ -1,4 +1,4 @@
-"""The report's numbers: savings against time-based baselines and the report.json document.
+"""The report.json document: every policy's figures, its savings and the verdict, as numbers.
 
 Pure functions of a ``SimulationResult``; writing files is ``simulator.report.write``'s job.
 """
@@ -10,39 +10,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from simulator.report.verdict import headline, ideal_of, meets, meets_slo, vs_ideal, winner
-from simulator.results import TIME_BASED_KINDS, PolicyResult, SimulationResult, Totals
+from simulator.results import PolicyResult, SimulationResult, Totals, baselines, savings_table
 
-__all__ = ["TIME_BASED_KINDS", "baselines", "report_document", "savings_pct", "savings_table"]
+__all__ = ["models_of", "report_document"]
 
 REPORT_VERSION = 2
-
-
-def baselines(policies: Sequence[PolicyResult]) -> list[str]:
-    """Names of the time-based policies of the run, in run order."""
-    return [p.name for p in policies if p.kind in TIME_BASED_KINDS]
-
-
-def savings_pct(cost_usd: float, baseline_usd: float) -> float | None:
-    """100 × (baseline − cost) / baseline: positive when cheaper than the baseline; None when the
-    baseline cost nothing (no percentage of zero)."""
-    if not baseline_usd > 0 or not math.isfinite(cost_usd):
-        return None
-    return 100.0 * (baseline_usd - cost_usd) / baseline_usd
-
-
-def savings_table(
-    policies: Sequence[PolicyResult], model: str | None = None
-) -> dict[str, dict[str, float | None]]:
-    """policy name -> baseline name -> savings_pct, on the total or on one model's figures."""
-
-    def cost(p: PolicyResult) -> float:
-        if model is None:
-            return p.total.cost_usd
-        totals = p.per_model.get(model)
-        return math.nan if totals is None else totals.cost_usd
-
-    bases = [p for p in policies if p.kind in TIME_BASED_KINDS]
-    return {p.name: {b.name: savings_pct(cost(p), cost(b)) for b in bases} for p in policies}
 
 
 def models_of(policies: Sequence[PolicyResult]) -> list[str]:

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import math
 
-from simulator.report.summary import savings_table
 from simulator.report.verdict import ideal_of, meets, vs_ideal
-from simulator.results import TIME_BASED_KINDS, SimulationResult, Totals
+from simulator.results import (
+    TIME_BASED_KINDS,
+    SimulationResult,
+    Totals,
+    baselines,
+    savings_table,
+)
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -88,7 +93,7 @@ def summary_table(result: SimulationResult) -> Table:
     SLO" is the total's; the verdict asks it of every model (``verdict.meets_slo``)."""
     policies = result.policies
     savings = savings_table(policies)
-    bases = [p.name for p in policies if p.kind in TIME_BASED_KINDS]
+    bases = baselines(policies)
     headers = ["policy", *_HEADERS, *(f"saves vs {b}" for b in bases)]
     ideal, target = ideal_of(result), result.slo_attainment
     rows = [
@@ -102,7 +107,7 @@ def model_table(result: SimulationResult, model: str) -> Table:
     """One row per policy for one model."""
     policies = result.policies
     savings = savings_table(policies, model)
-    bases = [p.name for p in policies if p.kind in TIME_BASED_KINDS]
+    bases = baselines(policies)
     headers = ["policy", *_HEADERS, *(f"saves vs {b}" for b in bases)]
     ideal, target = ideal_of(result, model), result.slo_attainment
     rows = [

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import math
 
-from simulator.results import TIME_BASED_KINDS, PolicyResult, SimulationResult, Totals
+from simulator.results import (
+    TIME_BASED_KINDS,
+    PolicyResult,
+    SimulationResult,
+    Totals,
+    savings_pct,
+)
 
 
 def meets(totals: Totals, target: float) -> bool:
@@ -101,7 +107,9 @@ def verdict(result: SimulationResult) -> str:
         if not base.total.cost_usd > 0:
             savings.append(f"{base.name} cost nothing{missed}")
             continue
-        pct = 100.0 * (base.total.cost_usd - cost) / base.total.cost_usd
+        pct = savings_pct(cost, base.total.cost_usd)
+        if pct is None:  # the chosen policy's cost is unknown: no comparison to state
+            continue
         if abs(pct) < 0.05:
             savings.append(f"the same as {base.name} ({_usd(base.total.cost_usd)}{missed})")
         elif pct > 0:

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.report import REPORT_FILES, savings_pct, write_report
+from simulator.report import REPORT_FILES, write_report
 from simulator.report.figures import MAX_POINTS, reduce
-from simulator.results import PolicyResult, Series, SimulationResult, Totals, WaitStats
+from simulator.results import PolicyResult, Series, SimulationResult, Totals, WaitStats, savings_pct
 
 STEP_S = 60.0
 POINTS = 2000  # more than the figures plot, so the reduction runs

@@ -42,6 +42,7 @@ from pydantic import (
 
 from policies.config import PRESETS, ConfigError, Mode, QueueDepthConfig, Rule
 from policies.observe import ReplicasFrom
+from simulator import kube_defaults as kube
 from simulator.prices import PriceTableError, lookup
 from simulator.traces.bins import LengthMix
 
@@ -365,8 +366,8 @@ class NodePoolSpec(_Strict):
 class Keda(_Strict):
     """KEDA ScaledObject timing (seconds)."""
 
-    polling_interval_s: PositiveFloat = Field(30.0, alias="pollingInterval")
-    cooldown_period_s: NonNegFloat = Field(300.0, alias="cooldownPeriod")
+    polling_interval_s: PositiveFloat = Field(kube.KEDA_POLLING_INTERVAL_S, alias="pollingInterval")
+    cooldown_period_s: NonNegFloat = Field(kube.KEDA_COOLDOWN_PERIOD_S, alias="cooldownPeriod")
 
 
 class ScalingRule(_Strict):
@@ -383,30 +384,15 @@ class ScalingBehavior(_Strict):
     stabilization_window_s: int = Field(alias="stabilizationWindowSeconds", ge=0, le=3600)
     policies: tuple[ScalingRule, ...]
     select_policy: Literal["Max", "Min", "Disabled"] = Field("Max", alias="selectPolicy")
-    tolerance: float = Field(0.1, ge=0)
+    tolerance: float = Field(kube.HPA_TOLERANCE, ge=0)
 
 
 def _default_scale_up() -> ScalingBehavior:
-    return ScalingBehavior.model_validate(
-        {
-            "stabilizationWindowSeconds": 0,
-            "policies": [
-                {"type": "Percent", "value": 100, "periodSeconds": 15},
-                {"type": "Pods", "value": 4, "periodSeconds": 15},
-            ],
-            "selectPolicy": "Max",
-        }
-    )
+    return ScalingBehavior.model_validate(kube.HPA_SCALE_UP)
 
 
 def _default_scale_down() -> ScalingBehavior:
-    return ScalingBehavior.model_validate(
-        {
-            "stabilizationWindowSeconds": 300,
-            "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
-            "selectPolicy": "Max",
-        }
-    )
+    return ScalingBehavior.model_validate(kube.HPA_SCALE_DOWN)
 
 
 class Hpa(_Strict):
@@ -416,7 +402,7 @@ class Hpa(_Strict):
     (default 0.1 each), where Kubernetes 1.35 puts it.
     """
 
-    sync_period_s: PositiveFloat = 15.0
+    sync_period_s: PositiveFloat = kube.HPA_SYNC_PERIOD_S
     scale_up: ScalingBehavior = Field(default_factory=_default_scale_up, alias="scaleUp")
     scale_down: ScalingBehavior = Field(default_factory=_default_scale_down, alias="scaleDown")
 

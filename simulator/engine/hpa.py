@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from simulator import kube_defaults as kube
+
 INT32_MAX = 2**31 - 1
 
 
@@ -54,12 +56,24 @@ class Direction:
     window_s: float
     rules: tuple[Rule, ...]
     select: Literal["Max", "Min", "Disabled"] = "Max"
-    tolerance: float = 0.1
+    tolerance: float = kube.HPA_TOLERANCE
 
 
-# Kubernetes defaults (autoscaling/v2 SetDefaults_HorizontalPodAutoscalerBehavior).
-DEFAULT_UP = Direction(0.0, (Rule("Percent", 100, 15.0), Rule("Pods", 4, 15.0)))
-DEFAULT_DOWN = Direction(300.0, (Rule("Percent", 100, 15.0),))
+def from_behavior(behavior: kube.HpaBehavior, tolerance: float = kube.HPA_TOLERANCE) -> Direction:
+    """A ``behavior.scaleUp``/``scaleDown`` in Kubernetes' field names as a ``Direction``."""
+    return Direction(
+        window_s=float(behavior["stabilizationWindowSeconds"]),
+        rules=tuple(
+            Rule(r["type"], r["value"], float(r["periodSeconds"])) for r in behavior["policies"]
+        ),
+        select=behavior["selectPolicy"],
+        tolerance=tolerance,
+    )
+
+
+# Kubernetes defaults, from the one table the scenario reads too.
+DEFAULT_UP = from_behavior(kube.HPA_SCALE_UP)
+DEFAULT_DOWN = from_behavior(kube.HPA_SCALE_DOWN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ from simulator.engine.hpa import (
     milli,
     proposal,
 )
+from simulator.engine.setup import direction
+from simulator.scenario import ControlPlane
 
 NO_LIMIT_UP = Direction(0.0, (Rule("Percent", 1000, 15.0),))
 NO_WINDOW_DOWN = Direction(0.0, (Rule("Percent", 100, 15.0),))
@@ -274,3 +276,13 @@ def test_kept_events_stay_bounded_by_the_longest_period(metrics: list[int]) -> N
         current = h.sync(15.0 * i, current, float(metric), 1.0).replicas
         assert len(h.up_events) <= 15 // 15 + 1
         assert len(h.down_events) <= 60 // 15 + 1
+
+
+def test_the_scenario_defaults_are_the_engine_defaults() -> None:
+    # One table of Kubernetes' defaults: a models file that says nothing about the HPA gets the
+    # behaviour the engine's HPA model assumes.
+    plane = ControlPlane()
+    assert direction(plane.hpa.scale_up) == DEFAULT_UP
+    assert direction(plane.hpa.scale_down) == DEFAULT_DOWN
+    assert DEFAULT_UP.rules == (Rule("Percent", 100, 15.0), Rule("Pods", 4, 15.0))
+    assert (DEFAULT_DOWN.window_s, DEFAULT_DOWN.rules) == (300.0, (Rule("Percent", 100, 15.0),))

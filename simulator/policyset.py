@@ -26,7 +26,7 @@ Kinds and their ``params`` (all optional unless said otherwise):
                        the same hour in the previous ``weeks`` (1) week(s) of this trace needs;
                        before a week of history, the same hour of the previous days; on the
                        first day, with no history, the opening traffic's replicas (below). It
-                       never sees the day it is scored on (``policies.schedule.trailing_schedule``).
+                       never sees the day it is scored on (``simulator.schedule_sizing.trailing_schedule``).
 ``static-peak``        the replicas the trace's busiest ``window_s`` window needs, all the time.
 ``static``             ``replicas`` (required): an integer, for every model.
 
@@ -55,20 +55,22 @@ from policies.config import ConfigError, Mode, QueueDepthConfig
 from policies.queue_depth import QueueDepthPolicy
 from policies.schedule import (
     WEEKDAYS,
-    Arrivals,
-    PerSecond,
     ScheduleError,
     SchedulePolicy,
     business_hours,
-    hindsight_schedule,
-    peak_replicas,
     replicas_for_rate,
-    trailing_schedule,
-    window_peaks,
 )
 from policies.static import StaticError, StaticPolicy
 from policies.types import Policy
 from simulator.scenario import ModelSpec, PolicySpec, Scenario
+from simulator.schedule_sizing import (
+    Arrivals,
+    PerSecond,
+    hindsight_schedule,
+    peak_replicas,
+    trailing_schedule,
+    window_peaks,
+)
 from simulator.traces.bins import ArrivalBins
 from simulator.traces.trace import Trace
 

@@ -147,7 +147,7 @@ def simulate_to(
     return result
 
 
-def summary_table(result: SimulationResult) -> Table:
+def terminal_table(result: SimulationResult) -> Table:
     """Cost, p95 wait, SLO attainment and savings against each time-based baseline."""
     bases = baselines(result.policies)
     savings = savings_table(result.policies)
@@ -220,6 +220,6 @@ def run_command(
     out = probe if probe.is_terminal else Console(width=140)  # files and pipes: no truncation
     for line in (verdict(result), *misses(result), *(f"Warning: {w}" for w in result.warnings)):
         out.print(line, highlight=False, markup=False)
-    out.print(summary_table(result))
+    out.print(terminal_table(result))
     out.print(f"Report: {out_dir / 'report.html'} (also report.md, report.json)")
     return result

@@ -203,7 +203,7 @@ def scale_down_limit(
 
 
 @dataclass(slots=True)
-class Hpa:
+class HpaController:
     """One HPA's memory: unstabilized proposals, (seconds, replicas), and its scale events."""
 
     spec: HpaSpec

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 
 @dataclass(slots=True)
-class Keda:
+class KedaController:
     """cooldown_s: cooldownPeriod, seconds. min_replicas: minReplicaCount, >= 0.
     last_active_s: last poll that found the scaler active, None if never."""
 

@@ -30,8 +30,8 @@ from policies.observe import observe
 from policies.types import Observation
 from simulator.engine.cluster import Cluster
 from simulator.engine.fluid import FluidQueue
-from simulator.engine.hpa import Hpa
-from simulator.engine.keda import Keda
+from simulator.engine.hpa import HpaController
+from simulator.engine.keda import KedaController
 from simulator.engine.queue import ModelQueue, ServingQueue
 from simulator.engine.setup import ModelPolicy, Plan
 
@@ -41,7 +41,7 @@ QueueFactory = Callable[[F64, F64, int], ServingQueue]
 
 @dataclass(slots=True)
 class Trajectory:
-    """What one run leaves behind for the summary (per model unless said otherwise)."""
+    """What one run leaves behind for its totals (``totals.summarize``; per model unless said otherwise)."""
 
     queues: list[ServingQueue]
     cluster: Cluster
@@ -91,8 +91,8 @@ def simulate(
         queues,
         plan.seed,
     )
-    hpas = [Hpa(m.hpa) for m in models]
-    kedas = [Keda(m.cooldown_s, m.keda_min_replicas) for m in models]
+    hpas = [HpaController(m.hpa) for m in models]
+    kedas = [KedaController(m.cooldown_s, m.keda_min_replicas) for m in models]
     states = [p.initial_state() for p in policies]
     if warm is not None:
         states = [p.warm_state(count) for p, count in zip(policies, warm, strict=True)]

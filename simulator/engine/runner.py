@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from simulator.engine import fair, kernel
 from simulator.engine.loop import simulate
 from simulator.engine.setup import PolicyTriple, default_policies, per_model, plan
-from simulator.engine.summary import summarize
+from simulator.engine.totals import summarize
 from simulator.results import PolicyResult, SimulationResult
 from simulator.scenario import ControlPlane, Scenario
 from simulator.traces.bins import ArrivalBins

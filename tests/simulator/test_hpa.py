@@ -14,7 +14,7 @@ from simulator.engine.hpa import (
     DEFAULT_DOWN,
     DEFAULT_UP,
     Direction,
-    Hpa,
+    HpaController,
     HpaSpec,
     Rule,
     milli,
@@ -29,8 +29,8 @@ NO_WINDOW_DOWN = Direction(0.0, (Rule("Percent", 100, 15.0),))
 
 def hpa(
     up: Direction = NO_LIMIT_UP, down: Direction = NO_WINDOW_DOWN, lo: int = 1, hi: int = 100
-) -> Hpa:
-    return Hpa(HpaSpec(lo, hi, up, down))
+) -> HpaController:
+    return HpaController(HpaSpec(lo, hi, up, down))
 
 
 @pytest.mark.parametrize(

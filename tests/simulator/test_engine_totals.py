@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.engine.sketch import ALPHA, MIN_S, WaitSketch
-from simulator.engine.summary import sketch_stats
+from simulator.engine.totals import sketch_stats
 
 QS = (0.5, 0.95, 0.99)
 

@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -300,3 +301,131 @@ def test_over_the_rate_is_429_per_client(gateway: Gateway) -> None:
     # Another client is not limited by the first one's burst.
     status, _ = gateway.request(_chat(model), "sk-alice-123")
     assert status == 200
+
+
+# --- drain -------------------------------------------------------------------------------------
+
+
+def _gateway_container() -> dict[str, Any]:
+    [deployment] = load_documents(MANIFESTS / "base" / "gateway" / "deployment.yaml")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def _seconds(directive: str) -> int:
+    config, _ = _config_maps()
+    found = re.search(rf"^\s*{directive} (\d+)s;$", config["nginx.conf"], re.M)
+    assert found, f"nginx.conf sets no {directive}"
+    return int(found[1])
+
+
+def test_termination_grace_covers_the_drain_delay_and_the_longest_stream() -> None:
+    # A stream may idle proxy_read_timeout between tokens; graceful shutdown waits for it up to
+    # worker_shutdown_timeout, after the preStop's delay for endpoint removal. The kubelet kills
+    # the pod at terminationGracePeriodSeconds: it must come after all of that.
+    [deployment] = load_documents(MANIFESTS / "base" / "gateway" / "deployment.yaml")
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    [hook] = _gateway_container()["lifecycle"]["preStop"]["exec"]["command"][2:]
+    delay = re.match(r"sleep (\d+);", hook)
+    assert delay, "the preStop hook first waits for endpoint removal"
+    shutdown = _seconds("worker_shutdown_timeout")
+    assert shutdown >= _seconds("proxy_read_timeout")
+    assert grace > int(delay[1]) + shutdown
+
+
+def test_prestop_signals_the_nginx_the_container_runs() -> None:
+    # `nginx -s quit` finds the master through the pid file of the same prefix and config.
+    container = _gateway_container()
+    hook = container["lifecycle"]["preStop"]["exec"]["command"][2]
+    assert f"nginx {' '.join(container['args'])} -s quit" in hook
+    assert "while [ -e /var/cache/nginx/nginx.pid ]" in hook, "waits until the master is gone"
+    assert container["args"][container["args"].index("-p") + 1] == "/var/cache/nginx/"
+
+
+def _start_streaming_stub(chunks: int, pause_s: float) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(chunks):
+                data = f"data: token-{i}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+                time.sleep(pause_s)
+            self.wfile.write(b"0\r\n\r\n")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_graceful_quit_finishes_a_stream_in_flight_and_takes_no_new_one(tmp_path: Path) -> None:
+    # What the preStop hook does, against the real config: a streamed completion is running
+    # when `nginx -s quit` arrives; it must finish whole, new connections must be refused, and
+    # the master must exit (removing its pid file) once the stream is done.
+    nginx = require_binary("nginx")
+    chunks, pause_s = 6, 0.4
+    stub = _start_streaming_stub(chunks, pause_s)
+    routes = _routes()
+    ports = (free_port(), free_port())
+    _write_config(tmp_path, ports, {n: int(stub.server_address[1]) for n in set(routes.values())})
+    process = subprocess.Popen(
+        _nginx_command(nginx, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not (tmp_path / "nginx.pid").exists():
+            assert process.poll() is None, "nginx exited at start"
+            assert time.monotonic() < deadline, "nginx wrote no pid file"
+            time.sleep(0.05)
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", ports[0]), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "nginx did not start listening"
+                time.sleep(0.05)
+        conn = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=30)
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            _chat(next(iter(routes))),
+            {"Content-Type": "application/json", "Authorization": "Bearer sk-alice-123"},
+        )
+        response = conn.getresponse()
+        assert response.status == 200
+        first = response.readline()
+        assert first.startswith(b"data: token-0"), first
+        started = time.monotonic()
+        quit_ = subprocess.run(
+            _nginx_command(nginx, tmp_path, "-s", "quit"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert quit_.returncode == 0, quit_.stderr
+        time.sleep(0.3)  # the master has closed its listeners
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", ports[0]), timeout=1).close()
+        rest = response.read()
+        conn.close()
+        tokens = [line for line in (first + rest).splitlines() if line.startswith(b"data:")]
+        assert tokens == [f"data: token-{i}".encode() for i in range(chunks)]
+        assert time.monotonic() - started >= (chunks - 2) * pause_s, "the stream was not cut"
+        assert process.wait(timeout=15) == 0
+        assert not (tmp_path / "nginx.pid").exists(), "the preStop hook waits on this file"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        stub.shutdown()
+        stub.server_close()

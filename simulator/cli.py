@@ -8,6 +8,7 @@ a trace, so they all accept the same ``--format``, ``--model``, ``--time-scale``
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, TypeVar, get_args
 
 import click
 import numpy as np
+import numpy.typing as npt
 
 from simulator.traces import Format, Trace, TraceError, detect_format, load_trace
 from simulator.traces.bins import ArrivalBins
@@ -237,9 +239,10 @@ def inspect(
     seed: int,
     out: Path | None,
 ) -> None:
-    """Summarise a trace file (or a ServeGen directory): requests, duration, per-model rates
-    and tokens. A ServeGen model above 20 M requests is summarised from its per-second counts
-    (its requests are never held)."""
+    """Summarise a trace file (or a ServeGen directory): requests, duration, and per model its
+    mean rate (over the minutes from the trace's start to its last arrival), its peak rate (its
+    busiest minute) and its mean tokens. A ServeGen model above 20 M requests is summarised
+    from its per-second counts (its requests are never held)."""
     aggregated = _inspect_aggregated(path, trace_format, model_name, rate, seed)
     if aggregated is not None:
         if out is not None or rename or time_scale != 1.0:
@@ -290,26 +293,39 @@ def bins_summary_lines(bins: ArrivalBins, title: str) -> list[str]:
         f"{'model':<32} {'requests':>14} {'mean rps':>9} {'peak rps':>9} {'in tok':>7} {'out tok':>7}",
     ]
     per_bin = max(1, round(60 / bins.bin_s))
+    spanned = math.ceil(duration / bins.bin_s - 1e-9)  # bins up to the last one holding an arrival
     for i, name in enumerate(bins.models):
-        counts = bins.counts[i]
-        minutes = np.add.reduceat(counts, np.arange(0, counts.shape[0], per_bin))
-        mean_rps = counts.sum() / duration if duration > 0 else float("nan")
+        counts = bins.counts[i][:spanned]
+        windows = np.add.reduceat(counts, np.arange(0, counts.shape[0], per_bin))
+        mean_rps, peak_rps = window_rates(windows, per_bin * bins.bin_s)
         mix = bins.mixes[i]
         weight = bins.period_requests(i)
         weight = (
             weight / weight.sum() if weight.sum() > 0 else np.full(mix.periods, 1 / mix.periods)
         )
         lines.append(
-            f"{name:<32} {counts.sum():>14,.0f} {mean_rps:>9.3f} "
-            f"{minutes.max() / (per_bin * bins.bin_s):>9.3f} "
+            f"{name:<32} {counts.sum():>14,.0f} {mean_rps:>9.3f} {peak_rps:>9.3f} "
             f"{weight @ mix.per_period(mix.input_tokens.mean(axis=1)):>7.0f} "
             f"{weight @ mix.per_period(mix.output_tokens.mean(axis=1)):>7.0f}"
         )
     return lines
 
 
+def window_rates(
+    counts: npt.NDArray[np.float64] | npt.NDArray[np.int64], window_s: float
+) -> tuple[float, float]:
+    """Mean and peak arrival rate, requests/second, from the arrivals counted in consecutive
+    ``window_s``-second windows covering the trace's span (a minute in ``trace inspect``). The
+    mean is over the same windows the peak is the busiest of, so mean <= peak always; a trace of
+    two requests one second apart has a mean and a peak of 2/60 requests/s, not a mean of 2."""
+    if counts.size == 0:
+        return math.nan, math.nan
+    return float(counts.sum()) / (counts.size * window_s), float(counts.max()) / window_s
+
+
 def summary_lines(trace: Trace, title: str) -> list[str]:
-    """A plain-text summary: totals, then one row per model (mean and peak 1-minute rates)."""
+    """A plain-text summary: totals, then one row per model: its mean rate over the minutes the
+    trace spans and the rate of its busiest minute (``window_rates``), and its mean tokens."""
     start = dt.datetime.fromtimestamp(trace.epoch_s, dt.UTC).isoformat(timespec="seconds")
     duration = trace.duration_s
     lines = [
@@ -326,9 +342,9 @@ def summary_lines(trace: Trace, title: str) -> list[str]:
     counts = trace.counts()
     for i, name in enumerate(trace.models):
         mask = trace.model == i
-        mean_rps = counts[i] / duration if duration > 0 else float("nan")
+        mean_rps, peak_rps = window_rates(per_minute[i], 60.0)
         lines.append(
-            f"{name:<32} {counts[i]:>10,} {mean_rps:>9.3f} {per_minute[i].max() / 60:>9.3f} "
+            f"{name:<32} {counts[i]:>10,} {mean_rps:>9.3f} {peak_rps:>9.3f} "
             f"{trace.input_tokens[mask].mean():>7.0f} {trace.output_tokens[mask].mean():>7.0f}"
         )
     return lines

@@ -7,10 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from simulator.cli import bins_summary_lines, summary_lines
 from simulator.cli import trace as trace_cli
 from simulator.traces import load_trace
-from tests.simulator.trace_support import GENERIC_HEADER, SAMPLES, write_file
+from simulator.traces.bins import bins_from_trace
+from tests.simulator.trace_support import GENERIC_HEADER, SAMPLES, small_trace, write_file
 
 
 def test_cli_synth_then_inspect(tmp_path: Path) -> None:
@@ -70,3 +74,44 @@ def test_cli_errors_are_one_line_and_write_nothing(
     assert len(lines) == 1
     assert message in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["BAD.csv"]
+
+
+def _rates(lines: list[str]) -> dict[str, tuple[float, float]]:
+    """model -> (mean rps, peak rps) as ``trace inspect`` prints them."""
+    header = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    return {
+        row.split()[0]: (float(row.split()[2]), float(row.split()[3]))
+        for row in lines[header + 1 :]
+    }
+
+
+def test_inspect_two_requests_a_second_apart(tmp_path: Path) -> None:
+    # Both arrive in the first minute: 2 requests over that minute, the busiest one too.
+    path = write_file(tmp_path / "two.csv", GENERIC_HEADER + "0,m,10,20\n1,m,10,20\n")
+    shown = CliRunner().invoke(trace_cli, ["inspect", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert _rates(shown.output.splitlines()) == {"m": (0.033, 0.033)}
+
+
+def test_inspect_mean_is_over_the_minutes_spanned() -> None:
+    # 60 requests in minute 0, none in minute 1, 30 in minute 2: 90 over 3 minutes.
+    arrivals = [float(s) for s in range(60)] + [120.0 + 2 * s for s in range(30)]
+    lines = summary_lines(small_trace(arrivals, [0] * 90, ("m",)), "t")
+    assert _rates(lines) == {"m": (0.5, 1.0)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 7200, allow_nan=False), st.integers(0, 2)), min_size=1, max_size=200
+    )
+)
+def test_inspect_mean_never_exceeds_peak(requests: list[tuple[float, int]]) -> None:
+    arrivals, models = [a for a, _ in requests], [m for _, m in requests]
+    trace = small_trace(arrivals, models, ("a", "b", "c"))
+    per_request = _rates(summary_lines(trace, "t"))
+    per_second = _rates(bins_summary_lines(bins_from_trace(trace), "t"))
+    assert set(per_request) == set(per_second) == set(trace.models)
+    for name in trace.models:
+        for mean, peak in (per_request[name], per_second[name]):
+            assert mean <= peak

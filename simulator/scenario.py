@@ -699,8 +699,8 @@ def dump_scenario(scenario: Scenario) -> str:
 # The default scenario: what ``depthscale simulate TRACE`` uses without ``--scenario``.
 
 DEFAULT_INSTANCE_TYPE = "a2-highgpu-1g"
+"""Default node: Google Cloud a2-highgpu-1g, 1×A100 40GB, on-demand (price from the table)."""
 DEFAULT_REPLICA_CONCURRENCY = 256  # vLLM's max_num_seqs: a replica is full at 256 in flight
-"""Default node: AWS p4d.24xlarge, 8×A100 40GB, on-demand $21.96/h (us-east-1, June 2025)."""
 
 
 def dns_name(trace_name: str) -> str:

@@ -238,6 +238,29 @@ class _OneLineErrors(click.Command):
     default="info",
     show_default=True,
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    envvar="DEPTHSCALE_TLS_CERT",
+    help="PEM certificate chain: the gRPC port (health included) speaks only TLS, reloaded when "
+    "the file changes (docs/tls.md). Needs --tls-key. Also DEPTHSCALE_TLS_CERT.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    envvar="DEPTHSCALE_TLS_KEY",
+    help="PEM private key of --tls-cert. Also DEPTHSCALE_TLS_KEY.",
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    envvar="DEPTHSCALE_TLS_CLIENT_CA",
+    help="PEM CA certificates: clients must present a certificate they issued (mutual TLS, "
+    "KEDA's tlsClientCert). Also DEPTHSCALE_TLS_CLIENT_CA.",
+)
 def serve(**options: Any) -> None:  # fmt: skip
     """Run the KEDA external scaler (gRPC) for Celery queues on Redis."""
     from scaler import logs
@@ -265,6 +288,7 @@ async def _run(urls: Mapping[str, str], state: str, options: Mapping[str, Any]) 
     from scaler.metrics import ScalerMetrics
     from scaler.server import serve_forever
     from scaler.service import ScalerService
+    from scaler.tls import TlsFiles
 
     metrics = ScalerMetrics()
     service = ScalerService(
@@ -283,5 +307,9 @@ async def _run(urls: Mapping[str, str], state: str, options: Mapping[str, Any]) 
     )
     metrics_port = options["metrics_port"] or None
     await serve_forever(
-        service, port=options["port"], metrics_port=metrics_port, host=options["host"]
+        service,
+        port=options["port"],
+        metrics_port=metrics_port,
+        host=options["host"],
+        tls=TlsFiles.from_flags(options["tls_cert"], options["tls_key"], options["tls_client_ca"]),
     )

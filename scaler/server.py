@@ -2,6 +2,10 @@
 
 ``start`` returns a ``RunningServer`` bound to real ports (0 picks a free one, which tests use);
 ``serve_forever`` is what ``depthscale serve`` runs until SIGTERM/SIGINT.
+
+With ``tls`` the gRPC port (ExternalScaler and health alike) speaks only TLS, mutual TLS when
+``tls.client_ca`` is set, its certificate reloaded on change (``scaler/tls.py``); ``/metrics``
+stays plain HTTP.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from prometheus_client import start_http_server
 from proto import externalscaler_pb2, externalscaler_pb2_grpc
 from scaler.service import ScalerService
 from scaler.servicer import ExternalScalerServicer
+from scaler.tls import CertificateReloader, TlsFiles, server_credentials
 
 log = logging.getLogger("depthscale.server")
 
@@ -30,7 +35,8 @@ GRACE_S = 5.0
 
 @dataclass
 class RunningServer:
-    """A started scaler. ``port``/``metrics_port`` are the bound ports (None: no metrics)."""
+    """A started scaler. ``port``/``metrics_port`` are the bound ports (None: no metrics);
+    ``tls`` the certificate reloader when the port speaks TLS."""
 
     grpc_server: grpc.aio.Server
     service: ScalerService
@@ -38,6 +44,7 @@ class RunningServer:
     port: int
     metrics_port: int | None
     _metrics_http: tuple[WSGIServer, threading.Thread] | None = None
+    tls: CertificateReloader | None = None
 
     async def stop(self, grace_s: float = GRACE_S) -> None:
         """Report NOT_SERVING, let RPCs finish for ``grace_s`` seconds, close brokers/store."""
@@ -57,9 +64,12 @@ async def start(
     port: int,
     metrics_port: int | None = None,
     host: str = "0.0.0.0",
+    tls: TlsFiles | None = None,
 ) -> RunningServer:
     """Bind the gRPC server on ``host:port`` and, unless None, ``/metrics`` on ``metrics_port``.
-    Raises ``OSError`` naming the port when one cannot be bound."""
+    Raises ``OSError`` naming the port when one cannot be bound, ``TlsError`` (an ``OSError``)
+    naming the flag when a TLS file cannot be used."""
+    credentials, reloader = server_credentials(tls) if tls is not None else (None, None)
     # No SO_REUSEPORT: a port already in use is an error, not a silent second listener.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(
@@ -69,7 +79,10 @@ async def start(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = f"[::]:{port}" if host in ("0.0.0.0", "::") else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         raise OSError(f"cannot listen for gRPC on {address}: {exc}") from None
     if bound == 0:
@@ -90,19 +103,41 @@ async def start(
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "serving gRPC on %s, metrics on %s",
+        "serving gRPC (%s) on %s, metrics on %s",
+        _transport(tls),
         address.replace(f":{port}", f":{bound}"),
         bound_metrics if bound_metrics is not None else "off",
-        extra={"fields": {"event": "start", "port": bound, "metrics_port": bound_metrics}},
+        extra={
+            "fields": {
+                "event": "start",
+                "port": bound,
+                "metrics_port": bound_metrics,
+                "transport": _transport(tls),
+                **({"sha256": reloader.current.fingerprint} if reloader is not None else {}),
+            }
+        },
     )
-    return RunningServer(server, service, health_servicer, bound, bound_metrics, metrics_http)
+    return RunningServer(
+        server, service, health_servicer, bound, bound_metrics, metrics_http, reloader
+    )
+
+
+def _transport(tls: TlsFiles | None) -> str:
+    if tls is None:
+        return "plaintext"
+    return "mtls" if tls.client_ca is not None else "tls"
 
 
 async def serve_forever(
-    service: ScalerService, *, port: int, metrics_port: int | None, host: str = "0.0.0.0"
+    service: ScalerService,
+    *,
+    port: int,
+    metrics_port: int | None,
+    host: str = "0.0.0.0",
+    tls: TlsFiles | None = None,
 ) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await start(service, port=port, metrics_port=metrics_port, host=host)
+    running = await start(service, port=port, metrics_port=metrics_port, host=host, tls=tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

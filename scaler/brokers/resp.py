@@ -5,14 +5,21 @@ one EVAL): redis-py's general pipeline machinery costs ~200 µs of CPU per read,
 and parsing what never changes. Here a read is one write of bytes packed once per queue spec and
 one scan of integer replies: one round trip, a few µs of Python.
 
-Scope, on purpose: ``redis://``, ``rediss://`` (TLS, system trust or ``ssl_ca_certs``) and
-``unix://`` URLs with optional user, password and database; RESP2 replies of the kinds LLEN, EVAL,
-AUTH and SELECT return. Everything else is the general client's job.
+Scope, on purpose: ``redis://``, ``rediss://`` and ``unix://`` URLs with optional user, password
+and database; RESP2 replies of the kinds LLEN, EVAL, AUTH and SELECT return. Everything else is the
+general client's job.
+
+TLS takes redis-py's URL options: ``ssl_ca_certs`` (PEM CA file; else the system's trust),
+``ssl_cert_reqs`` (``required`` or ``none``), and ``ssl_certfile``/``ssl_keyfile`` (PEM client
+certificate and key, for a server run with ``tls-auth-clients yes``). The files are loaded when the
+pool is made (a bad file is a ValueError then) and again for a new connection after any of them
+changed, so a renewed client certificate is used without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +58,8 @@ class Endpoint:
     tls: bool = False
     ca_file: str | None = None
     verify: bool = True
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 def endpoint_from_url(url: str) -> Endpoint:
@@ -61,7 +70,7 @@ def endpoint_from_url(url: str) -> Endpoint:
     if scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"scheme {scheme!r} is not redis, rediss or unix")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"db", "ssl_ca_certs", "ssl_cert_reqs"}
+    unknown = set(query) - {"db", "ssl_ca_certs", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile"}
     if unknown:
         raise ValueError(f"unsupported URL option(s): {', '.join(sorted(unknown))}")
     username = unquote(parts.username) if parts.username else None
@@ -77,6 +86,10 @@ def endpoint_from_url(url: str) -> Endpoint:
     cert_reqs = query.get("ssl_cert_reqs", "required").lower()
     if cert_reqs not in ("required", "none"):
         raise ValueError(f"ssl_cert_reqs {cert_reqs!r} is not 'required' or 'none'")
+    if ("ssl_certfile" in query or "ssl_keyfile" in query) and scheme != "rediss":
+        raise ValueError("ssl_certfile and ssl_keyfile need a rediss:// URL")
+    if "ssl_keyfile" in query and "ssl_certfile" not in query:
+        raise ValueError("ssl_keyfile needs ssl_certfile (the client certificate)")
     if scheme == "unix":
         if not parts.path:
             raise ValueError("unix URL has no socket path")
@@ -94,6 +107,8 @@ def endpoint_from_url(url: str) -> Endpoint:
         tls=scheme == "rediss",
         ca_file=query.get("ssl_ca_certs"),
         verify=cert_reqs == "required",
+        cert_file=query.get("ssl_certfile"),
+        key_file=query.get("ssl_keyfile"),
     )
 
 
@@ -162,6 +177,9 @@ class RespPool:
         self._generation = 0
         self._closed = False
         self._ssl: ssl.SSLContext | None = None
+        self._ssl_stamp: tuple[tuple[int, int, int] | None, ...] = ()
+        if endpoint.tls:
+            self._check_tls_files()
 
     async def acquire(self) -> tuple[int, RespConnection]:
         """A usable connection and its generation; hand both back to ``release``."""
@@ -234,11 +252,53 @@ class RespPool:
                 # The reply never echoes the password; name the command only.
                 raise RespError(f"{command[0]} failed: {reply}")
 
+    def _check_tls_files(self) -> None:
+        """ValueError naming the URL option whose file cannot be read or used."""
+        ep = self.endpoint
+        for option, path in (
+            ("ssl_ca_certs", ep.ca_file),
+            ("ssl_certfile", ep.cert_file),
+            ("ssl_keyfile", ep.key_file),
+        ):
+            if path is not None:
+                try:
+                    with open(path, "rb"):
+                        pass
+                except OSError as exc:
+                    raise ValueError(f"{option} {path}: {exc.strerror}") from None
+        try:
+            self._context()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            reason = exc.reason if isinstance(exc, ssl.SSLError) else None
+            raise ValueError(f"TLS files: {reason or exc}") from None
+
     def _context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            ctx = ssl.create_default_context(cafile=self.endpoint.ca_file)
-            if not self.endpoint.verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            self._ssl = ctx
+        """The TLS context, made again when a CA, certificate or key file changed (stat only)."""
+        ep = self.endpoint
+        stamp = _stamp((ep.ca_file, ep.cert_file, ep.key_file))
+        if self._ssl is None or stamp != self._ssl_stamp:
+            try:
+                ctx = ssl.create_default_context(cafile=ep.ca_file)
+                if not ep.verify:
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                if ep.cert_file is not None:
+                    ctx.load_cert_chain(ep.cert_file, ep.key_file)
+            except (OSError, ValueError):
+                if self._ssl is None:
+                    raise
+                return self._ssl  # a pair caught mid-swap: keep the last good one, retry next time
+            self._ssl, self._ssl_stamp = ctx, stamp
         return self._ssl
+
+
+def _stamp(paths: Sequence[str | None]) -> tuple[tuple[int, int, int] | None, ...]:
+    """Inode, size and mtime (ns) of each file (following symlinks, as a mounted Secret's are)."""
+    out: list[tuple[int, int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path) if path is not None else None
+        except OSError:
+            st = None
+        out.append(None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)

@@ -1,35 +1,86 @@
 # syntax=docker/dockerfile:1
-# The depthscale scaler: `depthscale serve` on slim Python, non-root, fit for a read-only root
-# filesystem (bytecode compiled at build time, nothing written at run time).
-#   docker build -t depthscale:0.1.0 .
-# tests/manifests/test_dockerfile.py lints this file with hadolint and checks it against the
-# scaler's imports and the Kubernetes Deployment.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# depthscale's two images, from one file:
+#   scaler (the last stage, the default): `depthscale serve`, the KEDA external scaler
+#     docker build -t depthscale:0.1.0 .
+#   worker: `depthscale worker`, the Celery worker beside each vLLM replica
+#     docker build --target worker -t depthscale-worker:0.1.0 .
+# Each is a virtualenv holding the project's wheel and its extra's hashed lock file
+# (requirements/<extra>.txt, written by scripts/lock_requirements.sh, installed with
+# --require-hashes), on slim Python, as a numeric non-root user, with no pip, build backend or
+# compiler of its own; bytecode is compiled at build time, so a read-only root filesystem is enough.
+# Offline builds (scripts/build_image.sh) pass a local base (--build-arg BASE=...), a directory of
+# the locked wheels (--build-context wheelhouse=DIR) and --build-arg PIP_NO_INDEX=1.
+# tests/manifests/test_dockerfile.py lints this file and checks it against the lock files and the
+# Deployment; tests/image/ builds the scaler image and runs it.
+ARG BASE=python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3
 
-FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/depthscale
+# Wheels pip may install from besides the index: none, unless the build names a directory.
+FROM scratch AS wheelhouse
+
+# pip and the build backend, pinned and hashed (requirements/build.txt), in a venv of their own.
+FROM ${BASE} AS tools
+ARG PIP_NO_INDEX=0
+ENV PIP_NO_INDEX=${PIP_NO_INDEX} \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_FIND_LINKS=/wheelhouse \
+    PIP_ONLY_BINARY=:all:
+COPY requirements/build.txt /src/requirements/
+RUN --mount=type=bind,from=wheelhouse,target=/wheelhouse \
+    python3 -m venv /opt/tools \
+ && /opt/tools/bin/pip install --require-hashes --no-deps -r /src/requirements/build.txt
+
+# The project's wheel: the scaler's packages.
+FROM tools AS wheel
 COPY pyproject.toml README.md /src/
 COPY policies /src/policies
 COPY proto /src/proto
 COPY scaler /src/scaler
-# Only what `depthscale serve` imports: the simulator's numpy, pyarrow and matplotlib stay out.
-RUN /opt/depthscale/bin/pip install --no-deps /src \
- && /opt/depthscale/bin/pip install \
-        "click>=8.1" \
-        "grpcio>=1.85.1" \
-        "grpcio-health-checking>=1.85.1" \
-        "prometheus-client>=0.20" \
-        "protobuf>=7.35.1" \
-        "redis>=5.0"
+RUN /opt/tools/bin/pip wheel --no-deps --no-build-isolation --no-binary depthscale \
+        --wheel-dir /dist /src
 
-FROM ${PYTHON_IMAGE}
-COPY --from=build /opt/depthscale /opt/depthscale
+# The same wheel with the worker's package.
+FROM wheel AS worker-wheel
+COPY worker /src/worker
+RUN rm -r /dist \
+ && /opt/tools/bin/pip wheel --no-deps --no-build-isolation --no-binary depthscale \
+        --wheel-dir /dist /src
+
+# A virtualenv without pip: the locked dependencies, then the project's wheel (no dependencies:
+# the lock file already holds them), both installed by the tools' pip.
+FROM tools AS scaler-venv
+COPY requirements/serve.txt /src/requirements/
+RUN --mount=type=bind,from=wheelhouse,target=/wheelhouse \
+    python3 -m venv --without-pip /opt/depthscale \
+ && /opt/tools/bin/pip --python /opt/depthscale/bin/python install \
+        --require-hashes --no-deps -r /src/requirements/serve.txt
+COPY --from=wheel /dist /dist
+RUN /opt/tools/bin/pip --python /opt/depthscale/bin/python install --no-deps /dist/*.whl
+
+FROM tools AS worker-venv
+COPY requirements/worker.txt /src/requirements/
+RUN --mount=type=bind,from=wheelhouse,target=/wheelhouse \
+    python3 -m venv --without-pip /opt/depthscale \
+ && /opt/tools/bin/pip --python /opt/depthscale/bin/python install \
+        --require-hashes --no-deps -r /src/requirements/worker.txt
+COPY --from=worker-wheel /dist /dist
+RUN /opt/tools/bin/pip --python /opt/depthscale/bin/python install --no-deps /dist/*.whl
+
+# The worker: `depthscale worker --model NAME ...` (the pod's args), beside vLLM.
+FROM ${BASE} AS worker
+COPY --from=worker-venv /opt/depthscale /opt/depthscale
 ENV PATH=/opt/depthscale/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-# Matches the Deployment's runAsUser; no home, no shell profile needed.
+USER 10001:10001
+ENTRYPOINT ["depthscale", "worker"]
+
+# The scaler. Matches the Deployment's runAsUser; no home, no shell profile needed.
+FROM ${BASE} AS scaler
+COPY --from=scaler-venv /opt/depthscale /opt/depthscale
+ENV PATH=/opt/depthscale/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
 USER 10001:10001
 EXPOSE 9090 9100
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \

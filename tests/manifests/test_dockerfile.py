@@ -1,6 +1,6 @@
-"""The scaler's Dockerfile (no container engine here, so it is checked, not built): hadolint,
-its install list against what ``depthscale serve`` really imports, and agreement with the
-Deployment (user, ports, health check)."""
+"""The Dockerfile and the images' lock files, read as files: hadolint, the lock files against
+pyproject.toml and what ``depthscale serve`` really imports, and agreement with the Deployment
+(user, ports, health check). tests/image/ builds the scaler image and runs it."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from tests.manifests.conftest import MANIFESTS, ROOT
 from tests.manifests.kustomize import load_documents
 
 DOCKERFILE = ROOT / "Dockerfile"
+REQUIREMENTS = ROOT / "requirements"
 # Imported by grpc and redis only when installed (try/except ImportError).
 OPTIONAL_IMPORTS = frozenset({"grpcio-tools", "cryptography"})
 SERVE_MODULES = (
@@ -50,11 +51,6 @@ def _final_stage() -> list[tuple[str, str]]:
     rows = _instructions()
     last_from = max(i for i, (k, _) in enumerate(rows) if k == "FROM")
     return rows[last_from:]
-
-
-def _installed_requirements() -> list[Requirement]:
-    runs = " ".join(rest for k, rest in _instructions() if k == "RUN")
-    return [Requirement(w) for w in shlex.split(runs) if re.match(r"^[A-Za-z][\w.-]*[<>=]", w)]
 
 
 def _scaler_deployment_container() -> dict[str, object]:
@@ -103,7 +99,86 @@ def test_command_and_healthcheck_agree_with_serve_and_the_deployment() -> None:
     assert health[health.index("--port") + 1] == str(ports["grpc"])
 
 
-def test_install_list_is_what_serve_imports_with_pyprojects_floors() -> None:
+def _lock(name: str) -> dict[str, tuple[Requirement, list[str]]]:
+    """requirements/<name>.txt as name -> (its pinned requirement, what it is there for: the
+    packages uv's ``# via`` comments name)."""
+    text = (REQUIREMENTS / f"{name}.txt").read_text()
+    entries: dict[str, tuple[Requirement, list[str]]] = {}
+    current = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if line and not line[0].isspace() and not line.startswith("#"):
+            req = Requirement(line.rstrip(" \\"))
+            current = _canonical(req.name)
+            entries[current] = (req, [])
+        elif stripped.startswith("# via"):
+            vias = stripped.removeprefix("# via").strip()
+            entries[current][1].extend(v for v in [vias] if v)
+        elif current and stripped.startswith("#   "):
+            entries[current][1].append(stripped.removeprefix("#").strip())
+    return entries
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _project_requirements(*extras: str) -> dict[str, Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in extras:
+        reqs += project["optional-dependencies"][extra]
+    return {_canonical(Requirement(r).name): Requirement(r) for r in reqs}
+
+
+def _stage(name: str) -> list[tuple[str, str]]:
+    """The instructions of the stage ``FROM ... AS name``."""
+    rows = _instructions()
+    starts = [i for i, (k, rest) in enumerate(rows) if k == "FROM"]
+    for begin, end in zip(starts, [*starts[1:], len(rows)], strict=True):
+        if rows[begin][1].split()[-1] == name:
+            return rows[begin:end]
+    raise AssertionError(f"no stage {name} in the Dockerfile")
+
+
+@pytest.mark.parametrize(("stage", "lock"), [("scaler-venv", "serve"), ("worker-venv", "worker")])
+def test_each_image_installs_its_extras_lock_with_hashes(stage: str, lock: str) -> None:
+    [install] = [rest for k, rest in _stage(stage) if k == "RUN" and "--require-hashes" in rest]
+    assert f"-r /src/requirements/{lock}.txt" in install
+    assert "--no-deps" in install, "the lock file holds every dependency, pinned"
+    copies = [rest for k, rest in _stage(stage) if k == "COPY"]
+    assert f"requirements/{lock}.txt /src/requirements/" in copies
+
+
+@pytest.mark.parametrize(("lock", "extra"), [("serve", "serve"), ("worker", "worker")])
+def test_lock_pins_exactly_the_extra_at_pyprojects_floors(lock: str, extra: str) -> None:
+    entries = _lock(lock)
+    wanted = _project_requirements(extra)
+    direct = {n for n, (_, via) in entries.items() if "depthscale (pyproject.toml)" in via}
+    assert direct == set(wanted), "stale: run scripts/lock_requirements.sh"
+    for name, req in wanted.items():
+        [pin] = entries[name][0].specifier
+        assert pin.operator == "==", name
+        assert req.specifier.contains(pin.version), f"{name} {pin.version} is outside {req}"
+    for name, (_, via) in entries.items():
+        assert via, f"{name} is in the lock for no reason"
+        for parent in via:
+            assert parent == "depthscale (pyproject.toml)" or _canonical(parent) in entries, name
+    hashed = (REQUIREMENTS / f"{lock}.txt").read_text().count("--hash=sha256:")
+    assert hashed >= len(entries), "every pin carries its files' hashes"
+
+
+def test_build_lock_is_pip_and_pyprojects_build_backend() -> None:
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    wanted = {_canonical(Requirement(r).name): Requirement(r) for r in [*requires, "pip"]}
+    entries = _lock("build")
+    assert set(entries) == set(wanted)
+    for name, req in wanted.items():
+        [pin] = entries[name][0].specifier
+        assert req.specifier.contains(pin.version), name
+
+
+def test_serve_lock_holds_what_serve_imports() -> None:
     # Modules loaded by a fresh interpreter after importing serve's modules, minus those any
     # interpreter start loads (site hooks such as setuptools' _distutils_hack).
     code = (
@@ -116,39 +191,23 @@ def test_install_list_is_what_serve_imports_with_pyprojects_floors() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout
     owners = metadata.packages_distributions()
-    imported = {
-        Requirement(d).name.lower().replace("_", "-")
-        for top in out.split()
-        for d in owners.get(top, [])
-    } - {"depthscale"}
-    listed = {r.name.lower(): r for r in _installed_requirements()}
-    assert listed, "no pip install list found in the Dockerfile"
+    imported = {_canonical(d) for top in out.split() for d in owners.get(top, [])}
+    missing = imported - set(_lock("serve")) - OPTIONAL_IMPORTS - {"depthscale"}
+    assert not missing, f"serve imports {sorted(missing)} but requirements/serve.txt lacks them"
 
-    def closure(names: set[str]) -> set[str]:
-        seen: set[str] = set()
-        todo = list(names)
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            for req in metadata.requires(name) or []:
-                r = Requirement(req)
-                if r.marker is None or r.marker.evaluate():
-                    todo.append(r.name.lower().replace("_", "-"))
-        return seen
 
-    missing = imported - closure(set(listed)) - OPTIONAL_IMPORTS
-    assert not missing, f"serve imports {sorted(missing)} but the image does not install them"
-    unused = set(listed) - imported
-    assert not unused, f"the image installs {sorted(unused)} that serve never imports"
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    project = {
-        Requirement(r).name.lower(): Requirement(r) for r in pyproject["project"]["dependencies"]
-    }
-    for name, req in listed.items():
-        assert name in project, f"{name} is not a project dependency"
-        assert req.specifier == project[name].specifier, f"{name}: floor differs from pyproject"
+def test_base_is_pinned_by_digest() -> None:
+    [base] = [rest for k, rest in _instructions() if k == "ARG" and rest.startswith("BASE=")]
+    assert re.fullmatch(r"BASE=python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", base)
+
+
+def test_final_stages_hold_the_venv_alone() -> None:
+    for stage in ("worker", "scaler"):
+        rows = _stage(stage)
+        assert rows[0][1].startswith("${BASE}"), stage
+        assert not [k for k, _ in rows if k in ("RUN", "ADD")], f"{stage} runs nothing"
+        copies = [rest for k, rest in rows if k == "COPY"]
+        assert copies == [f"--from={stage}-venv /opt/depthscale /opt/depthscale"], stage
 
 
 @pytest.mark.parametrize("name", ["tests", "docs", "manifests", ".venv", ".git", "simulator"])
@@ -165,7 +224,8 @@ def test_the_image_copies_what_it_needs_and_dockerignore_lets_it_through() -> No
         *sources, _dest = rest.split()
         for source in sources:
             assert (ROOT / source).exists(), source
-            assert f"!{source}" in lines or f"!{source}/" in lines, source
+            allowed = [source, *(f"{p}/" for p in Path(source).parents if p != Path("."))]
+            assert any(f"!{a}" in lines or f"!{a}/" in lines for a in allowed), source
 
 
 def test_image_tag_matches_the_deployment() -> None:

@@ -18,6 +18,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "trace": ("simulator.cli:trace", "Trace tools: generate synthetic traces, inspect files."),
     "render": ("simulator.render:render", "Render per-model Kubernetes manifests."),
     "tune": ("simulator.cli:tune", "Search the policy's knobs on a trace: cost versus SLO."),
+    "worker": ("worker.cli:worker", "Run the Celery worker beside a vLLM replica."),
 }
 
 # The extra (pyproject.toml) that installs each command's packages.
@@ -28,8 +29,9 @@ _EXTRAS: dict[str, str] = {
     "trace": "sim",
     "render": "sim",
     "tune": "sim",
+    "worker": "worker",
 }
-_OWN_PACKAGES = frozenset({"scaler", "policies", "simulator", "proto"})
+_OWN_PACKAGES = frozenset({"scaler", "policies", "simulator", "proto", "worker"})
 
 
 class _LazyGroup(click.Group):

@@ -18,6 +18,7 @@ import click
 import numpy as np
 import numpy.typing as npt
 
+from policies.config import QueueDepthConfig
 from simulator.traces import Format, Trace, TraceError, detect_format, load_trace
 from simulator.traces.bins import ArrivalBins
 from simulator.traces.loader import estimated_requests, load_bins
@@ -132,9 +133,17 @@ def _format(name: str | None) -> Format | None:
     raise ValueError(f"unknown format {name!r}")
 
 
+SCENARIO_LOAD_DIVISOR = 10.0
+"""``trace synth --scenario``: a model's mean rate is its capacity divided by this. With the
+default shape a burst at the daily peak brings about 6× the mean of two weekdays (about 8× the
+mean of a whole week, weekends being quieter), so the busiest minutes come close to the
+capacity without passing it."""
+
+
 @click.group()
 def trace() -> None:
-    """Trace tools: generate synthetic traces, inspect and convert trace files."""
+    """Trace tools: generate a synthetic trace (synth); summarise any trace file and convert it
+    to the generic format (inspect, with --out)."""
 
 
 @trace.command()
@@ -146,23 +155,61 @@ def trace() -> None:
     multiple=True,
     metavar="NAME=RPS",
     help="A model and its mean rate, requests/s (repeatable). "
-    "Default: llama-3-8b=3 and llama-3-70b=1.",
+    "Default: llama-3-8b=3 and llama-3-70b=1, or with --scenario its models.",
+)
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Name the models after this models file's models (each by its first trace name), "
+    f"each at 1/{SCENARIO_LOAD_DIVISOR:g} of its capacity (maxReplicas × service.throughput_rps) "
+    "unless --model gives its rate, so `simulate --scenario FILE` can replay the trace.",
 )
 @click.option(
     "--requests", type=int, default=None, help="Exact total requests (default: rates × time)."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed: the same seed, the same trace."
+)
 @click.option(
     "--peak-hour", type=float, default=14.0, show_default=True, help="Daily peak, hour (UTC)."
 )
-@click.option("--daily-amplitude", type=float, default=0.7, show_default=True)
-@click.option("--weekend-factor", type=float, default=0.4, show_default=True)
-@click.option("--bursts-per-day", type=float, default=3.0, show_default=True)
-@click.option("--burst-factor", type=float, default=4.0, show_default=True)
+@click.option(
+    "--daily-amplitude",
+    type=float,
+    default=0.7,
+    show_default=True,
+    help="Swing of the daily cycle, [0, 1): 0.7 puts the trough at 30% and the peak at 170% of "
+    "the day's mean.",
+)
+@click.option(
+    "--weekend-factor",
+    type=float,
+    default=0.4,
+    show_default=True,
+    help="Saturday and Sunday rate relative to weekdays, > 0.",
+)
+@click.option(
+    "--bursts-per-day",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Expected bursts per day and model, >= 0 (each lasts 2 to 15 minutes).",
+)
+@click.option(
+    "--burst-factor",
+    type=float,
+    default=4.0,
+    show_default=True,
+    help="Rate multiplier inside a burst, >= 1.",
+)
 def synth(
     out: Path,
     days: float,
     models: tuple[str, ...],
+    scenario_path: Path | None,
     requests: int | None,
     seed: int,
     peak_hour: float,
@@ -176,7 +223,11 @@ def synth(
     Daily and weekly cycles and bursts per model; the trace starts on a Monday 00:00 UTC.
     """
     try:
-        rates = _parse_models(models or ("llama-3-8b=3", "llama-3-70b=1"))
+        rates = _parse_models(models)
+        if scenario_path is not None:
+            rates = _scenario_rates(scenario_path, dict(rates))
+        elif not rates:
+            rates = [("llama-3-8b", 3.0), ("llama-3-70b", 1.0)]
         spec = SynthSpec(
             models=tuple(
                 SynthModel(
@@ -204,6 +255,29 @@ def synth(
         f"wrote {len(generated):,} requests ({', '.join(generated.models)}) over {days:g} days "
         f"to {out} in {took:.1f}s"
     )
+
+
+def _scenario_rates(path: Path, given: dict[str, float]) -> list[tuple[str, float]]:
+    """(trace name, mean requests/s) per model of the models file at ``path``: the rate
+    ``given`` for that name (``--model``), else the model's capacity over
+    ``SCENARIO_LOAD_DIVISOR``. A ``--model`` the file does not serve is an error."""
+    from simulator.scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError as exc:
+        raise click.ClickException(str(exc)) from None
+    rates = []
+    for model in scenario.models.values():
+        name = model.trace_models[0]
+        max_replicas = model.policy.max_replicas or QueueDepthConfig().max_replicas
+        capacity_rps = max_replicas * model.service.throughput_rps
+        rate = given.pop(name, float(f"{capacity_rps / SCENARIO_LOAD_DIVISOR:.2g}"))
+        rates.append((name, rate))
+    if given:
+        served = ", ".join(n for n, _ in rates)
+        raise ValueError(f"--model {next(iter(given))!r}: not a model of {path} ({served})")
+    return rates
 
 
 def _parse_models(specs: Sequence[str]) -> list[tuple[str, float]]:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from simulator.cli import bins_summary_lines, summary_lines
 from simulator.cli import trace as trace_cli
+from simulator.scenario import load_scenario
 from simulator.traces import load_trace
 from simulator.traces.bins import bins_from_trace
 from tests.simulator.trace_support import GENERIC_HEADER, SAMPLES, small_trace, write_file
@@ -115,3 +116,59 @@ def test_inspect_mean_never_exceeds_peak(requests: list[tuple[float, int]]) -> N
     for name in trace.models:
         for mean, peak in (per_request[name], per_second[name]):
             assert mean <= peak
+
+
+MODELS_FILE = """\
+models:
+  small:
+    served_model: org/small-instruct
+    node_pool: gpu
+    service: {throughput_rps: 5}
+    policy: {maxReplicas: 16}
+  big:
+    served_model: org/big-instruct
+    trace_models: [org/big-instruct]
+    node_pool: gpu
+    service: {throughput_rps: 17}
+    policy: {maxReplicas: 4}
+node_pools:
+  gpu:
+    instance_type: p4d.24xlarge
+"""
+
+
+def test_synth_for_a_models_file_names_its_models(tmp_path: Path) -> None:
+    models = write_file(tmp_path / "models.yaml", MODELS_FILE)
+    out = tmp_path / "t.parquet"
+    made = CliRunner().invoke(
+        trace_cli, ["synth", str(out), "--days", "0.25", "--scenario", str(models)]
+    )
+    assert made.exit_code == 0, made.output
+    generated = load_trace(out)
+    # Each model under its first trace name: "small" by default, "org/big-instruct" as listed.
+    assert set(generated.models) == {"small", "org/big-instruct"}
+    scenario = load_scenario(models)
+    assert [scenario.model_for_trace_name(n).name for n in generated.models] == [
+        "big" if n == "org/big-instruct" else "small" for n in generated.models
+    ]
+    # A tenth of the capacity: 16 × 5 = 80 req/s gives 8; 4 × 17 = 68 gives 6.8.
+    expected = {"small": 8.0, "org/big-instruct": 6.8}
+    duration_s = 0.25 * 86_400
+    for i, name in enumerate(generated.models):
+        assert generated.counts()[i] == pytest.approx(expected[name] * duration_s, rel=0.02)
+
+
+def test_synth_for_a_models_file_takes_a_given_rate_and_refuses_a_stranger(
+    tmp_path: Path,
+) -> None:
+    models = write_file(tmp_path / "models.yaml", MODELS_FILE)
+    out = tmp_path / "t.csv"
+    runner = CliRunner()
+    args = ["synth", str(out), "--days", "0.1", "--scenario", str(models)]
+    made = runner.invoke(trace_cli, [*args, "--model", "small=1"])
+    assert made.exit_code == 0, made.output
+    counts = dict(zip(load_trace(out).models, load_trace(out).counts(), strict=True))
+    assert counts["small"] == pytest.approx(0.1 * 86_400, rel=0.05)
+    stranger = runner.invoke(trace_cli, [*args, "--model", "mistral-7b=12"])
+    assert stranger.exit_code == 1
+    assert "--model 'mistral-7b': not a model of" in stranger.output

@@ -32,13 +32,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from scaler.brokers.redact import redact_text, redact_url
-from scaler.brokers.resp import RespError, RespPool, endpoint_from_url, pack
+from scaler.brokers.resp import RespError, RespPool, endpoint_from_url, file_stamp, pack
 from scaler.ports import BrokerTimeout, BrokerUnavailable, Depth, QueueSpec
 
 # kombu Channel.unacked_key (transport option ``unacked_key``), before the global prefix.
@@ -101,8 +103,11 @@ def list_keys(spec: QueueSpec) -> tuple[str, ...]:
 
 def open_client(url: str, timeout_s: float, max_connections: int = 256) -> aioredis.Redis:
     """An asyncio Redis client that fails fast: socket and connect timeouts of ``timeout_s``
-    seconds, no retries (the caller's next read reconnects), bytes responses."""
-    return aioredis.Redis.from_url(
+    seconds, no retries (the caller's next read reconnects), bytes responses.
+
+    ``rediss://`` takes redis-py's URL options, ``ssl_ca_certs``, ``ssl_cert_reqs`` and the client
+    certificate ``ssl_certfile``/``ssl_keyfile``, read again at a reconnect after they changed."""
+    client = aioredis.Redis.from_url(
         url,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
@@ -111,6 +116,26 @@ def open_client(url: str, timeout_s: float, max_connections: int = 256) -> aiore
         max_connections=max_connections,
         decode_responses=False,
     )
+    pool = client.connection_pool
+    if pool.connection_class is aioredis.SSLConnection:  # no connection is made before first use
+        pool.connection_class = _ReloadingSSLConnection
+    return client
+
+
+class _ReloadingSSLConnection(aioredis.SSLConnection):
+    """redis-py makes a connection's SSL context at its first connect and keeps it for every
+    reconnect, and the pool keeps connections for the process's life: a renewed client
+    certificate would never be sent. This one makes the context again when a file changed."""
+
+    _tls_stamp: object = None
+
+    def _connection_arguments(self) -> Mapping[str, Any]:
+        ctx = self.ssl_context
+        stamp = file_stamp((ctx.ca_certs, ctx.certfile, ctx.keyfile))
+        if stamp != self._tls_stamp:
+            ctx.context = None
+            self._tls_stamp = stamp
+        return super()._connection_arguments()
 
 
 class RedisBrokerReader:

@@ -275,7 +275,7 @@ class RespPool:
     def _context(self) -> ssl.SSLContext:
         """The TLS context, made again when a CA, certificate or key file changed (stat only)."""
         ep = self.endpoint
-        stamp = _stamp((ep.ca_file, ep.cert_file, ep.key_file))
+        stamp = file_stamp((ep.ca_file, ep.cert_file, ep.key_file))
         if self._ssl is None or stamp != self._ssl_stamp:
             try:
                 ctx = ssl.create_default_context(cafile=ep.ca_file)
@@ -292,7 +292,7 @@ class RespPool:
         return self._ssl
 
 
-def _stamp(paths: Sequence[str | None]) -> tuple[tuple[int, int, int] | None, ...]:
+def file_stamp(paths: Sequence[str | None]) -> tuple[tuple[int, int, int] | None, ...]:
     """Inode, size and mtime (ns) of each file (following symlinks, as a mounted Secret's are)."""
     out: list[tuple[int, int, int] | None] = []
     for path in paths:

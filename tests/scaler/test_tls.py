@@ -11,6 +11,7 @@ verifies the certificate against the host of ``scalerAddress``, and presents ``t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import ssl
@@ -496,3 +497,45 @@ def test_bad_client_certificate_options_are_refused(query: str, problem: str) ->
         RedisBrokerReader(f"rediss://127.0.0.1:6380/0?{query}")
     with pytest.raises(ValueError, match="need a rediss:// URL"):
         RedisBrokerReader("redis://127.0.0.1:6379/0?ssl_certfile=/c.crt")
+
+
+@pytest.mark.parametrize("client", ["broker", "state-store"])
+def test_a_renewed_client_certificate_is_sent_at_the_next_connection(
+    tls_redis: TlsRedis, tmp_path: Path, client: str
+) -> None:
+    good = Pem(tls_redis.client_cert.read_bytes(), tls_redis.client_key.read_bytes())
+    stranger = Pem(tls_redis.stranger_cert.read_bytes(), tls_redis.stranger_key.read_bytes())
+    mount = tmp_path / "client-tls"
+    mount.mkdir()
+    secret = MountedSecret(mount, {"tls.crt": good.cert, "tls.key": good.key})
+    url = tls_redis.url(ssl_certfile=secret.path("tls.crt"), ssl_keyfile=secret.path("tls.key"))
+    admin = redis.Redis(port=tls_redis.plain_port)
+
+    async def main() -> None:
+        reader = RedisBrokerReader(url, timeout_s=2.0)
+        store = RedisStateStore(url, timeout_s=2.0)
+
+        async def call() -> None:
+            if client == "broker":
+                await reader.read(QueueSpec(("llama-8b",)))
+            else:
+                await store.load("prod/llama-8b/llama-8b")
+
+        try:
+            await call()
+            # The files now hold a certificate the server's CA did not issue; the server drops
+            # every client, so the next calls must connect again.
+            secret.update({"tls.crt": stranger.cert, "tls.key": stranger.key})
+            admin.client_kill_filter(_type="normal", skipme=True)
+            with contextlib.suppress(BrokerUnavailable):
+                await call()  # may fail on the connection the server closed
+            with pytest.raises(BrokerUnavailable):
+                await call()  # a new connection, presenting the certificate now in the files
+            secret.update({"tls.crt": good.cert, "tls.key": good.key})
+            await call()
+        finally:
+            await reader.close()
+            await store.close()
+
+    run(main)
+    admin.close()

@@ -1,23 +1,41 @@
 """``python -m scaler.healthcheck``: ask a scaler's gRPC health service whether it serves.
 
-The container image's HEALTHCHECK (Kubernetes uses its native gRPC probes instead). Exit status
-0 when the service answers SERVING, 1 otherwise, with one line on stderr saying why. Standard
-library and grpcio only, so it starts fast and needs nothing writable.
+The container image's HEALTHCHECK, and the Kubernetes probe when the port speaks TLS (the
+kubelet's native gRPC probe dials plaintext only). Exit status 0 when the service answers
+SERVING, 1 otherwise, with one line on stderr saying why. Standard library and grpcio only, so it
+starts fast and needs nothing writable.
+
+With ``--tls-ca`` it dials TLS, verifying the server against that CA and ``--server-name`` (a DNS
+name in the certificate: the probe dials 127.0.0.1); ``--tls-cert``/``--tls-key`` add a client
+certificate for a server that requires one (``serve --tls-client-ca``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-def check(target: str, service: str, timeout_s: float) -> str | None:
-    """None when ``service`` at ``target`` (host:port) is SERVING, else the reason."""
-    with grpc.insecure_channel(target) as channel:
+def check(
+    target: str,
+    service: str,
+    timeout_s: float,
+    credentials: grpc.ChannelCredentials | None = None,
+    server_name: str | None = None,
+) -> str | None:
+    """None when ``service`` at ``target`` (host:port) is SERVING, else the reason; over TLS
+    with ``credentials``, the certificate checked for ``server_name`` (default: the host)."""
+    if credentials is None:
+        channel = grpc.insecure_channel(target)
+    else:
+        options = [] if server_name is None else [("grpc.ssl_target_name_override", server_name)]
+        channel = grpc.secure_channel(target, credentials, options=options)
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
@@ -44,8 +62,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=9090, help="the scaler's gRPC port")
     parser.add_argument("--service", default="", help="health service name ('' = the server)")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds")
+    parser.add_argument("--tls-ca", type=Path, help="PEM CA file: dial TLS, trusting it")
+    parser.add_argument("--tls-cert", type=Path, help="PEM client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", type=Path, help="PEM key of --tls-cert")
+    parser.add_argument("--server-name", help="name the server certificate must carry")
     args = parser.parse_args(argv)
-    problem = check(f"{args.host}:{args.port}", args.service, args.timeout)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_ca is None and (args.tls_cert is not None or args.server_name is not None):
+        parser.error("--tls-cert, --tls-key and --server-name need --tls-ca")
+    credentials = None
+    if args.tls_ca is not None:
+        try:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=args.tls_ca.read_bytes(),
+                private_key=args.tls_key.read_bytes() if args.tls_key else None,
+                certificate_chain=args.tls_cert.read_bytes() if args.tls_cert else None,
+            )
+        except OSError as exc:
+            print(f"unhealthy: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return 1
+    problem = check(
+        f"{args.host}:{args.port}", args.service, args.timeout, credentials, args.server_name
+    )
     if problem is not None:
         print(f"unhealthy: {problem}", file=sys.stderr)
         return 1

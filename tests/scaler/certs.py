@@ -95,7 +95,9 @@ class Ca:
         return path
 
     def issue(self, common_name: str, *, server: bool) -> Pem:
-        """A leaf for a server (SANs ``SERVER_NAMES``, serverAuth) or a client (clientAuth)."""
+        """A leaf for a server (SANs ``SERVER_NAMES``; serverAuth and clientAuth, as the
+        manifests' serving certificate, which the scaler's probe presents as a client) or for a
+        client (clientAuth)."""
         key = _key()
         now = datetime.datetime.now(datetime.UTC)
         builder = (
@@ -117,7 +119,12 @@ class Ca:
                     ]
                 ),
                 critical=False,
-            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            ).add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                False,
+            )
         else:
             builder = builder.add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False

@@ -35,6 +35,7 @@ from proto import externalscaler_pb2 as pb
 from proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.brokers.redis import RedisBrokerReader
 from scaler.cli import main
+from scaler.healthcheck import main as healthcheck
 from scaler.ports import BrokerUnavailable, QueueSpec
 from scaler.serve import BROKERS_ENV
 from scaler.server import RunningServer, start
@@ -539,3 +540,30 @@ def test_a_renewed_client_certificate_is_sent_at_the_next_connection(
 
     run(main)
     admin.close()
+
+
+# ---- the probe: python -m scaler.healthcheck over (mutual) TLS -------------------------------
+
+
+def test_healthcheck_probes_the_mtls_port_with_the_servers_own_certificate(
+    redis_server: RedisServer, pki: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As the Deployment's exec probe: dial 127.0.0.1, check the certificate for the Service's
+    # name, present the serving certificate (issued for server and client auth) as the client's.
+    ca, cert, key = (str(pki.secret.path(n)) for n in ("ca.crt", "tls.crt", "tls.key"))
+
+    async def main() -> list[int]:
+        async with scaler(redis_server, pki.files(mtls=True)) as running:
+            port = ["--port", str(running.port), "--timeout", "2"]
+            probes = [
+                [*port, "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key,
+                 "--server-name", "localhost"],
+                [*port, "--tls-ca", ca, "--server-name", "localhost"],  # no client certificate
+                [*port, "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key,
+                 "--server-name", "depthscale-scaler.elsewhere"],  # not a name it carries
+                port,  # plaintext
+            ]  # fmt: skip
+            return [await asyncio.to_thread(healthcheck, argv) for argv in probes]
+
+    assert run(main) == [0, 1, 1, 1]
+    assert capsys.readouterr().err.count("unhealthy: 127.0.0.1:") == 3

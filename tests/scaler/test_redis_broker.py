@@ -326,7 +326,7 @@ def test_list_keys_follow_kombu_naming() -> None:
     ("url", "message"),
     [
         pytest.param(
-            "amqp://u:pw@rabbit:5672//", "unsupported broker URL scheme 'amqp'", id="amqp"
+            "kafka://u:pw@kafka:9092", "unsupported broker URL scheme 'kafka'", id="kafka"
         ),
         pytest.param("http://u:pw@host/", "u:\\*\\*\\*@host", id="redacted"),
     ],

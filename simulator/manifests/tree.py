@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from simulator.manifests.alerts import slo_rules
+from simulator.manifests.alerts import model_memory_rules, slo_rules, vllm_pod_monitor
 from simulator.manifests.common import RenderOptions, dump_documents, dump_yaml
 from simulator.manifests.gateway import gateway_routes
 from simulator.manifests.models import scaled_object, vllm_deployment, vllm_service
+from simulator.manifests.network import model_network_policy
 from simulator.manifests.pools import (
     buffer_deployment,
     buffer_nodes,
@@ -40,6 +41,14 @@ def render_tree(scenario: Scenario, source_name: str, options: RenderOptions) ->
     resources.append("gateway-routes.yaml")
     files["slo-rules.yaml"] = dump_documents([slo_rules(scenario)], header)
     resources.append("slo-rules.yaml")
+    files["monitoring.yaml"] = dump_documents(
+        [model_memory_rules(scenario), vllm_pod_monitor()], header
+    )
+    resources.append("monitoring.yaml")
+    files["network-policies.yaml"] = dump_documents(
+        [model_network_policy(m) for m in scenario.models.values()], header
+    )
+    resources.append("network-policies.yaml")
     files["kustomization.yaml"] = header + dump_yaml(
         {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",

@@ -1,10 +1,11 @@
 """Alerts and dashboard, checked by Prometheus' own promtool and against the metrics that exist.
 
-The PrometheusRules' groups (base and the rendered per-model SLO rules) are written to a plain rules file in a temp dir; ``promtool check
-rules`` lints them and ``promtool test rules`` runs alerts_test.yaml (a firing and a quiet case
-for every alert). Every metric a rule or a dashboard panel reads must be one the stack exports:
-the scaler's (scaler/metrics.py), dcgm-exporter's (the counters file in the manifest),
-kube-state-metrics' or a recording rule's.
+The PrometheusRules' groups (base, and the rendered per-model SLO and GPU-memory rules) are
+written to a plain rules file in a temp dir; ``promtool check rules`` lints them and ``promtool
+test rules`` runs alerts_test.yaml (a firing and a quiet case for every alert). Every metric a
+rule or a dashboard panel reads must be one the stack exports: the scaler's (scaler/metrics.py),
+dcgm-exporter's (the counters file in the manifest), vLLM's (VLLM_METRICS below, from vLLM's
+source), kube-state-metrics' or a recording rule's.
 """
 
 from __future__ import annotations
@@ -28,19 +29,49 @@ from tests.manifests.kustomize import load_documents
 MONITORING = MANIFESTS / "base" / "monitoring"
 ALERT_TESTS = Path(__file__).with_name("alerts_test.yaml")
 KUBE_STATE_METRICS = frozenset({"kube_deployment_status_replicas_ready"})
-METRIC = re.compile(r"\b(depthscale_[a-z_]+|depthscale:[a-z_:]+|DCGM_FI_[A-Z_]+|kube_[a-z_]+)\b")
+# What a vLLM replica's /metrics serves that the rules and the dashboard read, as scraped
+# (counters with _total, histograms as _bucket/_sum/_count): vllm/v1/metrics/loggers.py
+# (PrometheusStatLogger) and the API server's HTTP instrumentation (docs/design/metrics.md).
+VLLM_METRICS = frozenset(
+    {
+        "vllm:kv_cache_usage_perc",
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:num_preemptions_total",
+        "vllm:generation_tokens_total",
+        "vllm:prompt_tokens_total",
+        "vllm:request_success_total",
+        *(
+            f"{histogram}{suffix}"
+            for histogram in (
+                "vllm:time_to_first_token_seconds",
+                "vllm:inter_token_latency_seconds",
+                "vllm:e2e_request_latency_seconds",
+            )
+            for suffix in ("_bucket", "_sum", "_count")
+        ),
+        "http_requests_total",
+    }
+)
+METRIC = re.compile(
+    r"\b(depthscale_[a-z_]+|depthscale:[a-z_:0-9]+|DCGM_FI_[A-Z_]+|kube_[a-z_]+"
+    r"|vllm:[a-z_]+|http_[a-z_]+)"
+)
 
-
-RULE_FILES = (MONITORING / "prometheusrule.yaml", MANIFESTS / "models" / "slo-rules.yaml")
+RULE_FILES = (
+    MONITORING / "prometheusrule.yaml",
+    MANIFESTS / "models" / "slo-rules.yaml",
+    MANIFESTS / "models" / "monitoring.yaml",
+)
 
 
 def _rule_groups() -> list[dict[str, Any]]:
-    """The groups of the base PrometheusRule and of the rendered per-model SLO rules."""
+    """The groups of the base PrometheusRule and of the rendered per-model rules."""
     groups: list[dict[str, Any]] = []
     for path in RULE_FILES:
-        [rule] = load_documents(path)
-        assert rule["kind"] == "PrometheusRule"
-        groups += rule["spec"]["groups"]
+        rules = [d for d in load_documents(path) if d["kind"] == "PrometheusRule"]
+        assert rules, path
+        groups += [g for rule in rules for g in rule["spec"]["groups"]]
     return groups
 
 
@@ -77,7 +108,7 @@ def _exported_metrics() -> set[str]:
         if line.strip() and not line.startswith("#")
     }
     recorded = {r["record"] for r in _rules() if "record" in r}
-    return scaler | dcgm | recorded | KUBE_STATE_METRICS
+    return scaler | dcgm | recorded | KUBE_STATE_METRICS | VLLM_METRICS
 
 
 @pytest.fixture
@@ -107,15 +138,46 @@ def test_promtool_test_rules(rules_dir: Path) -> None:
 
 
 @pytest.mark.tools
-def test_promtool_test_rules_fails_when_an_alert_changes(rules_dir: Path) -> None:
-    # The unit tests bite: raising the vLLM reservation threshold breaks its firing case.
-    text = (rules_dir / "rules.yaml").read_text()
-    (rules_dir / "rules.yaml").write_text(
-        text.replace('{container="vllm"} > 0.95', '{container="vllm"} > 0.97')
-    )
+@pytest.mark.parametrize(
+    ("rule", "old", "new", "alert"),
+    [
+        # Raising the vLLM reservation threshold breaks its firing case.
+        ("VLLMGPUMemoryAboveReservation", "> 0.95", "> 0.97", "VLLMGPUMemoryAboveReservation"),
+        # An XID alert without changes() fires for ever: the "past event is quiet" case breaks.
+        (
+            "GPUXidError",
+            "changes(depthscale:gpu_last_xid:code[15m]) > 0",
+            "vector(1)",
+            "GPUXidError",
+        ),
+        # Fatal XIDs that do not outlive a later application XID break "48 stays after 13".
+        (
+            "GPUXidFatal",
+            "max_over_time(depthscale:gpu_fatal_xid:code[1d])",
+            "depthscale:gpu_fatal_xid:code",
+            "GPUXidFatal",
+        ),
+        # Counting probes (any handler) dilutes the 5xx share under the threshold.
+        ("depthscale:vllm_http_5xx:ratio_rate5m", 'handler=~"/v1/.+", ', "", "VLLMServerErrors"),
+    ],
+    ids=["memory-threshold", "xid-changes", "xid-fatal-sticky", "5xx-handlers"],
+)
+def test_promtool_test_rules_fails_when_a_rule_changes(
+    rules_dir: Path, rule: str, old: str, new: str, alert: str
+) -> None:
+    # The unit tests bite: each change to a rule breaks one of its cases.
+    groups = _rule_groups()
+    changed = 0
+    for r in (r for g in groups for r in g["rules"]):
+        if rule in (r.get("alert"), r.get("record")):
+            assert old in r["expr"], (rule, r["expr"])
+            r["expr"] = r["expr"].replace(old, new)
+            changed += 1
+    assert changed
+    (rules_dir / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
     result = _promtool("test", "rules", ALERT_TESTS.name, cwd=rules_dir)
     assert result.returncode != 0
-    assert "VLLMGPUMemoryAboveReservation" in result.stdout + result.stderr
+    assert alert in result.stdout + result.stderr
 
 
 def test_every_alert_has_a_firing_and_a_quiet_case() -> None:

@@ -231,7 +231,7 @@ def _decide_replicas(
         new_base = max(need_now, need_ahead, need_busy)
         reason = Reason.SCALE_UP
         detail = (
-            f"{obs.pending} pending on {base} replicas ({warming} warming) = "
+            f"{obs.pending} pending on {base} replicas ({warming} still warming up) = "
             f"{obs.pending / base:.1f}/replica > {up:g}: scale up to {new_base}"
         )
         if need_ahead > need_now:
@@ -247,7 +247,8 @@ def _decide_replicas(
         new_base = max(need_busy, need_ahead)
         reason = Reason.SCALE_UP_IN_FLIGHT
         detail = (
-            f"{in_flight} in flight on {base} replicas of {conc} slots ({warming} warming), "
+            f"{in_flight} in flight on {base} replicas of {conc} slots ({warming} still warming "
+            "up), "
             f"projected {busy_projected:.0f} in {config.lookahead_s:g}s: scale up to {new_base}"
         )
     elif obs.pending / base < down or obs.pending == 0:
@@ -310,8 +311,8 @@ def _decide_replicas(
     if reason is Reason.HOLD and warming and obs.pending / max(base - warming, 1) > up:
         reason = Reason.HOLD_WARMING
         detail = (
-            f"{obs.pending} pending on {base} replicas of which {warming} still warming: "
-            "capacity on its way covers the backlog"
+            f"{obs.pending} pending on {base} replicas, {warming} of them still warming up: "
+            "they cover the backlog once serving, so none more for now"
         )
 
     growing = (

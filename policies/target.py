@@ -226,8 +226,8 @@ def scale_up_limit(factor: float, base: int, warming: int) -> tuple[int, str]:
     serving = max(base - warming, 0)
     limit = max(math.ceil(factor * serving), serving + SCALE_UP_MIN_STEP, base)
     return limit, (
-        f"limited to {limit} ({factor:g}x the {serving} serving, or +{SCALE_UP_MIN_STEP}) "
-        "until capacity on its way is ready"
+        f"scale-up capped at {limit} this step: at most {factor:g}× the {serving} serving "
+        f"replicas, or {SCALE_UP_MIN_STEP} more, until those requested are serving"
     )
 
 

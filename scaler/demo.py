@@ -22,11 +22,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import click
 import grpc
 import redis.asyncio as aioredis
 from celery import Celery
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -127,14 +129,17 @@ class Row:
     """One poll of one model: what the broker held, what the scaler said, what runs.
 
     t_s: seconds since the demo started. pending: tasks waiting (the scaler's read; None when
-    the answer was an error). metric: GetMetrics value. replicas: what KEDA + HPA would set.
+    the answer was an error). ready: simulated replicas serving. starting: simulated replicas
+    asked for but not serving yet (node, image and weights; the policy's own sentences call the
+    replicas it believes in this state "warming up"). metric: GetMetrics value. active: IsActive.
+    replicas: what KEDA + HPA set from them.
     """
 
     t_s: float
     model: str
     pending: int | None
     ready: int
-    warming: int
+    starting: int
     metric: float | None
     active: bool | None
     replicas: int
@@ -297,7 +302,7 @@ async def _poll_one(
         model=model.name,
         pending=None if depth is None else depth.pending,
         ready=replicas.ready(t_s),
-        warming=replicas.warming(t_s),
+        starting=replicas.warming(t_s),
         metric=metric,
         active=active,
         replicas=wanted,
@@ -328,7 +333,7 @@ def _plain_line(row: Row) -> str:
     active = "-" if row.active is None else ("yes" if row.active else "no")
     return (
         f"{row.t_s:6.1f}s  {row.model:<12} pending={pending:>5}  ready={row.ready:>2} "
-        f"warming={row.warming:>2}  metric={metric:>3} active={active:<3} "
+        f"starting={row.starting:>2}  metric={metric:>3} active={active:<3} "
         f"replicas={row.replicas:>2}  {row.reason}: {row.detail}"
     )
 
@@ -356,24 +361,46 @@ class _LiveTable:
         return self.render()
 
     def render(self) -> Group:
-        table = Table(title=f"depthscale demo — {self.options.speed:g}x time, window "
-                            f"{self.options.window:g} s, warm-up {self.options.warmup:g} s")  # fmt: skip
-        for column in ("t (s)", "model", "pending", "ready", "warming", "metric", "active",
-                       "replicas", "reason"):  # fmt: skip
-            table.add_column(column, justify="right" if column != "reason" else "left")
+        """The latest poll, one row per model, in about 80 columns (nothing cut: a cell too
+        wide for a narrower terminal folds), then the latest changes with their sentences."""
+        at = max((row.t_s for row in self.latest.values()), default=0.0)
+        table = Table(
+            title=f"depthscale demo at {at:.1f} s — {self.options.speed:g}x time, window "
+            f"{self.options.window:g} s, warm-up {self.options.warmup:g} s",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        for column in ("model", "pending", "ready", "starting", "KEDA", "replicas", "reason"):
+            justify: Literal["left", "right"] = "left" if column in ("model", "reason") else "right"
+            table.add_column(column, justify=justify, overflow="fold")
         for row in self.latest.values():
             table.add_row(
-                f"{row.t_s:.1f}", row.model, "-" if row.pending is None else str(row.pending),
-                str(row.ready), str(row.warming), "-" if row.metric is None else f"{row.metric:g}",
-                "-" if row.active is None else ("yes" if row.active else "no"),
-                str(row.replicas), row.reason,
-            )  # fmt: skip
-        changes = Table(title="changes", show_header=False, box=None)
+                row.model,
+                "-" if row.pending is None else str(row.pending),
+                str(row.ready),
+                str(row.starting),
+                _keda_cell(row),
+                str(row.replicas),
+                row.reason,
+            )
+        changes = Table(title="changes", show_header=False, box=None, pad_edge=False)
+        for _ in range(4):
+            changes.add_column(no_wrap=True)
+        changes.add_column(overflow="fold")
         for row in self.changes:
             changes.add_row(
-                f"{row.t_s:6.1f}s", row.model, f"→ {row.replicas}", row.reason, row.detail
+                f"{row.t_s:.1f}s", row.model, f"→ {row.replicas}", row.reason, row.detail
             )
         return Group(table, changes)
+
+
+def _keda_cell(row: Row) -> str:
+    """What KEDA got from the scaler: the metric and whether the model is active."""
+    if row.metric is None or row.active is None:
+        return "-"
+    return f"{row.metric:g}, {'active' if row.active else 'idle'}"
 
 
 @click.command()
@@ -410,7 +437,13 @@ class _LiveTable:
     default=None,
     help="KEDA polling interval, seconds (default 30 / speed, at least 0.25).",
 )
-@click.option("--max-replicas", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option(
+    "--max-replicas",
+    type=click.IntRange(1, 100),
+    default=10,
+    show_default=True,
+    help="Most replicas per model (the ScaledObject's maxReplicas).",
+)
 @click.option(
     "--scale-down-step",
     type=click.IntRange(min=1),

@@ -331,7 +331,7 @@ def test_a_scale_up_is_limited_to_twice_the_replicas_serving_until_the_next_are_
     c.now = 400  # warmed: 4 serving
     d = c.observe(2_000)
     assert (d.desired, d.reason) == (8, Reason.SCALE_UP)
-    assert "limited to 8" in d.detail
+    assert "scale-up capped at 8 this step" in d.detail
     c.now += 30
     assert c.observe(2_500).desired == 8  # 4 still warming: no second doubling yet
     c.now += 300

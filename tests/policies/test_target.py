@@ -128,7 +128,9 @@ def test_scale_up_is_limited_until_capacity_on_its_way_is_ready() -> None:
     # A sudden backlog worth 100 replicas: at most twice the 5 serving (or +4).
     d = c.observe(95 * SLOTS, 5 * SLOTS)
     assert d.desired == 10
-    assert "limited to 10" in d.detail
+    assert (
+        "scale-up capped at 10 this step: at most 2× the 5 serving replicas, or 4 more" in d.detail
+    )
 
 
 def test_the_seasonal_floor_prewarms_a_ramp_seen_on_the_previous_day() -> None:

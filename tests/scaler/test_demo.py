@@ -64,6 +64,7 @@ def test_cli_runs_and_prints_the_table() -> None:
     assert result.exit_code == 0, result.output
     assert "llama-3-8b" in result.output
     assert "pending=" in result.output
+    assert "starting=" in result.output
     assert "published" in result.output
 
 

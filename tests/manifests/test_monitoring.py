@@ -221,6 +221,11 @@ def test_dashboard_covers_the_required_views() -> None:
         "DCGM_FI_DEV_FB_USED",  # GPU memory
         "DCGM_FI_DEV_GPU_UTIL",  # utilization
         "DCGM_FI_PROF_PCIE_TX_BYTES",  # PCIe throughput
+        "vllm:kv_cache_usage_perc",  # vLLM's own view: KV cache,
+        "vllm:num_preemptions_total",  # preemptions,
+        "vllm:time_to_first_token_seconds_bucket",  # TTFT,
+        "vllm:inter_token_latency_seconds_bucket",  # time per output token,
+        'status="5xx"',  # and the API's server errors
     ):
         assert metric in queries, metric
 

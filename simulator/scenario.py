@@ -221,7 +221,6 @@ class ModelSpec(_Strict):
 
     name:             Kubernetes name of the Deployment/Service/ScaledObject (DNS-1035 label).
     served_model:     the model id vLLM serves and clients send (``model`` in the request body).
-    image:            the serving container image.
     queues:           Celery queue names holding this model's tasks (default: [name]).
     trace_models:     model names in traces that map to this model (default: name, served_model).
     gpus_per_replica: GPUs per replica (tensor-parallel size), >= 1.
@@ -231,11 +230,25 @@ class ModelSpec(_Strict):
     startup_s:        pod start-up, seconds (image pull + weight load) once a node is ready.
     policy:           the depthscale policy's thresholds for this model.
     extra_args:       extra vLLM command-line arguments for the manifests.
+
+    The manifests alone read these (the simulator does not):
+    gpu_memory_utilization: share of each GPU's memory vLLM reserves at start
+                      (``--gpu-memory-utilization``), in (0, 1]; the GPU memory alerts derive
+                      their thresholds from it.
+    max_model_len:    longest context (prompt + output) in tokens (``--max-model-len``), >= 1;
+                      default 8192 (a model's own maximum, 128 k for Llama 3.1, may not fit the
+                      KV cache of a small GPU at all).
+    weights_gib:      size of the model's weights on disk, GiB, > 0; sizes the pod's
+                      ``ephemeral-storage`` request and download volume, and the GKE boot disk.
+                      None: only scratch is reserved and the download is not bounded (set it).
+    weights_claim:    name of a ReadOnlyMany PersistentVolumeClaim already holding the Hugging
+                      Face cache of the weights; mounted instead of downloading per pod.
+    max_generation_s: longest one request may run, seconds, > 0 (the worker's
+                      ``--max-generation-seconds``); bounds vLLM's drain and the pod's grace.
     """
 
     name: str
     served_model: str
-    image: str = "vllm/vllm-openai:v0.6.3"
     queues: tuple[str, ...] = ()
     trace_models: tuple[str, ...] = ()
     gpus_per_replica: int = Field(1, ge=1)
@@ -245,6 +258,11 @@ class ModelSpec(_Strict):
     startup_s: Range = Range(low=60.0, high=180.0)
     policy: PolicyThresholds = Field(default_factory=lambda: PolicyThresholds.model_validate({}))
     extra_args: tuple[str, ...] = ()
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_model_len: int = Field(8192, ge=1)
+    weights_gib: PositiveFloat | None = None
+    weights_claim: str | None = None
+    max_generation_s: PositiveFloat = 600.0
 
     _check_name = field_validator("name")(_dns_label)
 
@@ -314,6 +332,9 @@ class NodePoolSpec(_Strict):
     gpus_per_node:              GPUs per node (default from the price table), >= 1.
     price_per_hour:             on-demand and spot USD per node-hour (default: price table).
     capacity_type:              on-demand or spot (Karpenter's ``karpenter.sh/capacity-type``).
+    reservation:                a capacity reservation tried before anything else (a GKE
+                                reservation name; on EKS an ODCR the GPU EC2NodeClass selects),
+                                priced at on-demand; None = none.
     launch_s:                   node launch-to-ready, seconds (GPU default 180-300).
     consolidate_after_s:        an empty node is removed after this many seconds, >= 0.
     spot_interruptions_per_hour: interruption rate per spot node (estimate), >= 0.
@@ -328,6 +349,7 @@ class NodePoolSpec(_Strict):
     gpus_per_node: int = Field(0, ge=0)
     price_per_hour: Price | None = None
     capacity_type: Literal["on-demand", "spot"] = "on-demand"
+    reservation: str | None = None
     launch_s: Range = Range(low=180.0, high=300.0)
     consolidate_after_s: NonNegFloat = 900.0
     spot_interruptions_per_hour: NonNegFloat = 0.01
@@ -506,6 +528,22 @@ class Simulation(_Strict):
     warm_start: bool = True
 
 
+DEFAULT_VLLM_IMAGE = (
+    "vllm/vllm-openai:v0.31.0"
+    "@sha256:c1c9f6fd5c109ba7f0546a59f5b2f15fb87f64c77782e90a27b648b42a8e67c3"
+)
+"""vLLM's OpenAI-compatible server image, v0.31.0, pinned by its multi-architecture index digest."""
+
+
+class Vllm(_Strict):
+    """The serving engine every model runs: one image, so one place to upgrade or pin it.
+
+    image: the vLLM OpenAI-compatible server image, pinned by digest (``name:tag@sha256:...``).
+    """
+
+    image: str = DEFAULT_VLLM_IMAGE
+
+
 class Scenario(_Strict):
     """The whole models file. ``models`` and ``node_pools`` are YAML mappings keyed by name.
 
@@ -516,9 +554,11 @@ class Scenario(_Strict):
     target_utilization: the busy share of a replica's batch slots that capacity is sized for, in
                         (0, 1]: trace-sized baselines, the warm start and the fluid ideal.
     seed:               seed for every random draw (start-up times, spot interruptions, thinning).
+    vllm:               the serving engine (its image) every model's replicas run.
     """
 
     version: Literal[1] = 1
+    vllm: Vllm = Vllm()
     models: dict[str, ModelSpec]
     node_pools: dict[str, NodePoolSpec]
     control_plane: ControlPlane = ControlPlane()

@@ -3,6 +3,7 @@ the errors and options of a render, and the YAML writer (plain, no anchors, lite
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,18 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 VLLM_PORT = 8000
 SERVING_PRIORITY_CLASS = "depthscale-model-serving"
 BUFFER_PRIORITY_CLASS = "depthscale-gpu-buffer"
+# The label the NVIDIA device plugin's default node affinity admits a GPU node by when NFD does
+# not label it (NVIDIA/k8s-device-plugin, deployments/helm/nvidia-device-plugin/values.yaml).
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+# The depthscale image (scaler and Celery worker); the overlays' kustomize `images:` entry named
+# `depthscale` points it at your registry, tag or digest (docs/deploy.md, "The images").
+DEPTHSCALE_IMAGE = "depthscale:0.1.0"
+# Loaded replicas are never moved by either autoscaler: Karpenter (EKS) and the cluster
+# autoscaler behind GKE's node auto-provisioning each read their own annotation.
+DO_NOT_DISRUPT = {
+    "karpenter.sh/do-not-disrupt": "true",
+    "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+}
 
 
 class RenderError(ValueError):
@@ -65,17 +78,37 @@ def gpu_toleration() -> Obj:
 
 
 def restricted_pod_security() -> Obj:
+    # A UID above 10000 never collides with a host account (the depthscale image's own user).
     return {
         "runAsNonRoot": True,
-        "runAsUser": 1000,
-        "runAsGroup": 1000,
-        "fsGroup": 1000,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 
 
 def restricted_container_security() -> Obj:
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def checkov_skips(**reasons: str) -> dict[str, str]:
+    """checkov skip annotations (``checkov.io/skipN: CKV_K8S_xx=reason``), one per check, each
+    with the one-line reason the check does not apply to this object."""
+    return {
+        f"checkov.io/skip{i}": f"{check}={reason}"
+        for i, (check, reason) in enumerate(sorted(reasons.items()), start=1)
+    }
+
+
+def duration(seconds: float) -> str:
+    """A Go duration string for whole seconds: ``15m``, ``2h``, ``90s``."""
+    whole = math.ceil(seconds)
+    if whole % 3600 == 0 and whole:
+        return f"{whole // 3600}h"
+    if whole % 60 == 0 and whole:
+        return f"{whole // 60}m"
+    return f"{whole}s"
 
 
 class _Dumper(yaml.SafeDumper):

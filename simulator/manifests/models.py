@@ -1,10 +1,28 @@
-"""Per model: the vLLM Deployment, its ClusterIP Service and its KEDA ScaledObject.
+"""Per model: the serving Deployment (vLLM + its Celery worker), Service, PodDisruptionBudget and
+KEDA ScaledObject.
 
-Facts relied on (kubernetes pkg/controller/podautoscaler; vLLM's Kubernetes deployment docs): vLLM needs a Memory-backed ``/dev/shm`` (the runtime's 64 MB
-breaks tensor-parallel NCCL) and a startupProbe long enough for weight download; serving pods carry
-``karpenter.sh/do-not-disrupt``; the HPA's scale-down window and tolerance come from the models
-file's ``control_plane.hpa`` (the policy owns the 10-minute window, so scaleDown's window is 0, and
-a tolerance of 0 keeps a one-replica step from being swallowed).
+The pod (docs/deploy.md, "The serving pod"):
+
+- vLLM runs as a native sidecar: an init container with ``restartPolicy: Always`` (Kubernetes
+  1.29+ beta, on by default; GA 1.33). The kubelet starts the main containers only after its
+  startupProbe passes and stops it only after they have exited, so the Celery worker (the main
+  container, ``depthscale worker``) takes tasks only once vLLM serves and is gone before vLLM
+  stops.
+- Drain: on termination the worker stops taking tasks and finishes those it holds (at most
+  ``max_generation_s`` each); then vLLM's preStop sleep lets endpoint removal reach the gateway,
+  and ``--shutdown-timeout`` (vLLM >= 0.18, vllm-project/vllm#34730) lets its in-flight streams
+  finish before it exits. ``terminationGracePeriodSeconds`` covers all three.
+- Resources: GPUs requested = limits = ``gpus_per_replica``; no CPU limit on vLLM (throttling
+  the API server and the scheduler loop stalls every stream, kubernetes.io "Resource Management
+  for Pods and Containers"); memory for the process, the Memory-backed ``/dev/shm`` (it counts
+  against the pod's memory) and any CPU KV offload (``--kv-offloading-size``); vLLM >= 0.18 has no
+  CPU swap space (``--swap-space`` is deprecated and ignored, vllm-project/vllm#27984), so swap
+  adds nothing. ``ephemeral-storage`` is sized from the weights the pod downloads.
+
+Facts relied on (kubernetes pkg/controller/podautoscaler; vLLM's Kubernetes deployment docs):
+the HPA's scale-down window and tolerance come from the models file's ``control_plane.hpa`` (the
+policy owns the 10-minute window, so scaleDown's window is 0, and a tolerance of 0 keeps a
+one-replica step from being swallowed).
 """
 
 from __future__ import annotations
@@ -12,6 +30,8 @@ from __future__ import annotations
 import math
 
 from simulator.manifests.common import (
+    DEPTHSCALE_IMAGE,
+    DO_NOT_DISRUPT,
     GPU_RESOURCE,
     MODEL_LABEL,
     POOL_LABEL,
@@ -20,6 +40,7 @@ from simulator.manifests.common import (
     Obj,
     RenderError,
     RenderOptions,
+    checkov_skips,
     gpu_toleration,
     labels,
     restricted_container_security,
@@ -27,26 +48,125 @@ from simulator.manifests.common import (
 )
 from simulator.scenario import ModelSpec, NodePoolSpec, ScalingBehavior, Scenario
 
-# Host resources per GPU of a vLLM replica (CPU cores, GiB): enough for the API server, the
-# tokenizer and loading weights through the page cache; fits every GPU instance in the price
-# table (the smallest, g5.xlarge, has 4 vCPU / 16 GiB per GPU).
-CPU_PER_GPU = 3
+# Host resources of a vLLM replica per GPU: CPU cores requested (no limit) and GiB of memory for
+# the API server, the engine core and the tokenizer. Sized to fit the one-GPU nodes of the example
+# (g6.xlarge: 4 vCPU / 16 GiB; GKE g2-standard-4 the same) with the worker beside it.
+CPU_PER_GPU = 2
+MEMORY_GIB_PER_GPU = 8
+# /dev/shm (Memory emptyDir): vLLM's inter-process queues need little; tensor parallelism's NCCL
+# needs more (the runtime's 64 MB default breaks it).
+SHM_GIB_SINGLE_GPU = 1
+SHM_GIB_PER_GPU_TP = 2
+# Scratch beside the weights: torch.compile and CUDA-graph caches under $HOME (/tmp), logs.
+SCRATCH_GIB = 10
+# The download directory holds the weights plus Hugging Face's temporary files while they land.
+WEIGHTS_DISK_FACTOR = 1.1
 
-
-MEMORY_GIB_PER_GPU = 12
-SHM_GIB_PER_GPU = 2
-
+# The Celery worker beside vLLM: threads waiting on HTTP, little CPU.
+WORKER_RESOURCES = {"cpu": "250m", "memory": "512Mi"}
+WORKER_LIMITS = {"cpu": "1", "memory": "1Gi"}
+WORKER_SECRET = "depthscale-worker"
 
 # startupProbe: period 10 s, at least 60 failures (10 minutes), else twice the slowest start-up
 # the models file expects, so a cold weight download never gets the pod killed.
 STARTUP_PERIOD_S = 10
-
-
 STARTUP_MIN_FAILURES = 60
+# Readiness and liveness: a busy vLLM answers /health late under load; 5 s before a probe counts
+# as failed keeps endpoints from flapping (docs/deploy.md, troubleshooting).
+PROBE_TIMEOUT_S = 5
+# preStop: seconds vLLM keeps accepting after termination starts, so endpoint removal reaches
+# kube-proxy and the gateway before it stops listening (kubernetes.io, "Termination of Pods").
+PRESTOP_SLEEP_S = 15
+# After the drain: engine teardown (workers, NCCL, CUDA) before the kubelet's SIGKILL.
+TEARDOWN_S = 30
+# progressDeadlineSeconds margin above the start-up budget: node launch is counted separately.
+ROLLOUT_MARGIN_S = 300
+
+
+def _extra_flag(model: ModelSpec, flag: str) -> str | None:
+    """The value given to ``flag`` in the model's extra_args (``--flag v`` or ``--flag=v``)."""
+    extra = list(model.extra_args)
+    for i, arg in enumerate(extra):
+        if arg == flag:
+            return extra[i + 1] if i + 1 < len(extra) else ""
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def worker_concurrency(model: ModelSpec) -> int:
+    """Tasks one replica's worker holds at once: the trigger's ``replicaConcurrency`` (the policy
+    sizes on it), else vLLM's ``max_num_seqs``."""
+    configured = model.policy.to_policy_config().replica_concurrency
+    return configured if configured is not None else model.max_concurrency
+
+
+def shutdown_timeout_s(model: ModelSpec) -> int:
+    """vLLM's ``--shutdown-timeout``: its longest stream may finish after SIGTERM."""
+    return math.ceil(model.max_generation_s)
+
+
+def grace_period_s(model: ModelSpec) -> int:
+    """``terminationGracePeriodSeconds``: the worker's drain (its longest task), vLLM's preStop,
+    vLLM's drain (its longest stream, possibly started just before the worker stopped) and the
+    engine's teardown. A pod with nothing in flight exits long before it."""
+    return (
+        math.ceil(model.max_generation_s) + PRESTOP_SLEEP_S + shutdown_timeout_s(model) + TEARDOWN_S
+    )
+
+
+def startup_budget_s(model: ModelSpec) -> int:
+    """Seconds the startupProbe allows before the kubelet restarts a loading vLLM."""
+    failures = max(STARTUP_MIN_FAILURES, math.ceil(2 * model.startup_s.high / STARTUP_PERIOD_S))
+    return failures * STARTUP_PERIOD_S
+
+
+def ephemeral_gib(model: ModelSpec) -> int:
+    """GiB of node disk one replica writes: the weights it downloads (none with a weights
+    claim) plus scratch."""
+    if model.weights_claim is not None or model.weights_gib is None:
+        return SCRATCH_GIB
+    return math.ceil(model.weights_gib * WEIGHTS_DISK_FACTOR) + SCRATCH_GIB
+
+
+def _shm_gib(model: ModelSpec) -> int:
+    gpus = model.gpus_per_replica
+    return SHM_GIB_SINGLE_GPU if gpus == 1 else SHM_GIB_PER_GPU_TP * gpus
+
+
+def _memory_gib(model: ModelSpec) -> int:
+    offload = _extra_flag(model, "--kv-offloading-size")
+    try:
+        offload_gib = math.ceil(float(offload)) if offload else 0
+    except ValueError:
+        raise RenderError(
+            f"models.{model.name}.extra_args", f"--kv-offloading-size {offload!r} is not GiB"
+        ) from None
+    return MEMORY_GIB_PER_GPU * model.gpus_per_replica + _shm_gib(model) + offload_gib
+
+
+def _check_renderable(model: ModelSpec) -> None:
+    where = f"models.{model.name}"
+    if model.policy.include_unacked is False:
+        raise RenderError(
+            f"{where}.policy.includeUnacked",
+            "must be true: the worker acks late, so a task in flight is only in the unacked set",
+        )
+    if worker_concurrency(model) > model.max_concurrency:
+        raise RenderError(
+            f"{where}.policy.replicaConcurrency",
+            f"{worker_concurrency(model)} tasks at once exceed vLLM's max_concurrency "
+            f"{model.max_concurrency}",
+        )
+    owned = ("--gpu-memory-utilization", "--max-model-len", "--shutdown-timeout", "--max-num-seqs")
+    for flag in owned:
+        if _extra_flag(model, flag) is not None:
+            raise RenderError(
+                f"{where}.extra_args", f"{flag} is rendered from the models file's own key"
+            )
 
 
 def _vllm_args(model: ModelSpec) -> list[str]:
-    extra = list(model.extra_args)
     args = [
         "--model",
         model.served_model,
@@ -58,10 +178,19 @@ def _vllm_args(model: ModelSpec) -> list[str]:
         str(VLLM_PORT),
         "--max-num-seqs",
         str(model.max_concurrency),
+        "--gpu-memory-utilization",
+        f"{model.gpu_memory_utilization:g}",
+        "--max-model-len",
+        str(model.max_model_len),
+        # Prompts and outputs stay out of the logs (off by default since vLLM 0.11, where
+        # --disable-log-requests gave way to --enable-log-requests; said here so it stays off).
+        "--no-enable-log-requests",
+        # SIGTERM: stop taking requests, let in-flight ones finish for up to this long.
+        "--shutdown-timeout",
+        str(shutdown_timeout_s(model)),
     ]
-    if "--tensor-parallel-size" in extra:
-        i = extra.index("--tensor-parallel-size")
-        given = extra[i + 1] if i + 1 < len(extra) else ""
+    given = _extra_flag(model, "--tensor-parallel-size")
+    if given is not None:
         if given != str(model.gpus_per_replica):
             raise RenderError(
                 f"models.{model.name}.extra_args",
@@ -70,30 +199,164 @@ def _vllm_args(model: ModelSpec) -> list[str]:
             )
     elif model.gpus_per_replica > 1:
         args += ["--tensor-parallel-size", str(model.gpus_per_replica)]
-    return args + extra
+    return args + list(model.extra_args)
 
 
-def vllm_deployment(model: ModelSpec, pool: NodePoolSpec) -> Obj:
-    """The model's vLLM Deployment. No ``replicas``: KEDA's HPA owns the count."""
-    gpus = model.gpus_per_replica
-    startup_failures = max(
-        STARTUP_MIN_FAILURES, math.ceil(2 * model.startup_s.high / STARTUP_PERIOD_S)
-    )
-    resources = {
-        "cpu": str(CPU_PER_GPU * gpus),
-        "memory": f"{MEMORY_GIB_PER_GPU * gpus}Gi",
-        GPU_RESOURCE: str(gpus),
+def _health_probe(period_s: int, failures: int) -> Obj:
+    return {
+        "httpGet": {"path": "/health", "port": "http"},
+        "periodSeconds": period_s,
+        "timeoutSeconds": PROBE_TIMEOUT_S,
+        "failureThreshold": failures,
     }
+
+
+def _vllm_container(model: ModelSpec, scenario: Scenario) -> Obj:
+    gpus = str(model.gpus_per_replica)
+    memory = f"{_memory_gib(model)}Gi"
+    env: list[Obj] = [
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "HF_HOME", "value": "/models/huggingface"},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        {
+            "name": "HF_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {"name": "huggingface", "key": "token", "optional": True}
+            },
+        },
+    ]
+    if model.weights_claim is not None:
+        # The claim already holds the weights: never reach the Hub from a replica.
+        env.append({"name": "HF_HUB_OFFLINE", "value": "1"})
+    return {
+        "name": "vllm",
+        "image": scenario.vllm.image,
+        "imagePullPolicy": "IfNotPresent",
+        # A native sidecar: started before the worker, stopped after it.
+        "restartPolicy": "Always",
+        "args": _vllm_args(model),
+        "env": env,
+        "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
+        # Weight download and load take minutes: the startupProbe holds the others off (and
+        # holds the worker back) instead of a liveness delay that kills loading pods.
+        "startupProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": STARTUP_PERIOD_S,
+            "timeoutSeconds": PROBE_TIMEOUT_S,
+            "failureThreshold": startup_budget_s(model) // STARTUP_PERIOD_S,
+        },
+        "readinessProbe": _health_probe(5, 3),
+        "livenessProbe": _health_probe(10, 6),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
+        "resources": {
+            # No CPU limit: CFS throttling of the API server or the engine loop stalls streams.
+            "requests": {
+                "cpu": str(CPU_PER_GPU * model.gpus_per_replica),
+                "memory": memory,
+                "ephemeral-storage": f"{ephemeral_gib(model)}Gi",
+                GPU_RESOURCE: gpus,
+            },
+            "limits": {"memory": memory, GPU_RESOURCE: gpus},
+        },
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [
+            {"name": "shm", "mountPath": "/dev/shm"},
+            {
+                "name": "model-cache",
+                "mountPath": "/models",
+                **({"readOnly": True} if model.weights_claim is not None else {}),
+            },
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def _worker_container(model: ModelSpec) -> Obj:
+    """The Celery worker: ``depthscale worker`` (worker/settings.py holds the flags)."""
+
+    def secret(name: str, key: str) -> Obj:
+        return {"name": name, "valueFrom": {"secretKeyRef": {"name": WORKER_SECRET, "key": key}}}
+
+    return {
+        "name": "worker",
+        "image": DEPTHSCALE_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["depthscale"],
+        "args": [
+            "worker",
+            "--model",
+            model.name,
+            "--queues",
+            ",".join(model.queues),
+            "--concurrency",
+            str(worker_concurrency(model)),
+            "--vllm-url",
+            f"http://127.0.0.1:{VLLM_PORT}",
+            "--max-generation-seconds",
+            f"{model.max_generation_s:g}",
+        ],
+        "env": [
+            secret("DEPTHSCALE_BROKER_URL", "broker-url"),
+            secret("DEPTHSCALE_RESULT_BACKEND", "result-backend"),
+        ],
+        "resources": {"requests": dict(WORKER_RESOURCES), "limits": dict(WORKER_LIMITS)},
+        "securityContext": {**restricted_container_security(), "readOnlyRootFilesystem": True},
+    }
+
+
+def _volumes(model: ModelSpec) -> list[Obj]:
+    cache: Obj
+    if model.weights_claim is not None:
+        cache = {
+            "name": "model-cache",
+            "persistentVolumeClaim": {"claimName": model.weights_claim, "readOnly": True},
+        }
+    else:
+        # Default: each replica downloads into node-local disk (NVMe instance store on EKS,
+        # the sized boot disk on GKE): no shared storage to set up before the first apply.
+        bound = (
+            {}
+            if model.weights_gib is None
+            else {"sizeLimit": f"{math.ceil(model.weights_gib * WEIGHTS_DISK_FACTOR)}Gi"}
+        )
+        cache = {"name": "model-cache", "emptyDir": bound}
+    return [
+        # Memory-backed: the runtime's 64 MB /dev/shm breaks tensor-parallel NCCL.
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{_shm_gib(model)}Gi"}},
+        cache,
+        {"name": "tmp", "emptyDir": {"sizeLimit": f"{SCRATCH_GIB}Gi"}},
+    ]
+
+
+def vllm_deployment(model: ModelSpec, pool: NodePoolSpec, scenario: Scenario) -> Obj:
+    """The model's serving Deployment. No ``replicas``: KEDA's HPA owns the count."""
+    _check_renderable(model)
     pod_labels = labels(
         model.name, "model-server", **{MODEL_LABEL: model.name, POOL_LABEL: pool.name}
+    )
+    selector = {"app.kubernetes.io/name": model.name}
+    # checkov's findings that do not apply here, each with its reason (docs/deploy.md, "The
+    # checks"); tests/manifests/test_checkov.py fails on any other finding.
+    skips = checkov_skips(
+        CKV_K8S_8="the worker serves no port; vLLM's probes gate the pod, the worker starts after",
+        CKV_K8S_9="the worker serves no port; vLLM's readiness probe decides the pod's readiness",
+        CKV_K8S_11="no CPU limit on vLLM: CFS throttling of its engine loop stalls every stream",
+        CKV_K8S_15="images are pinned (vLLM by digest): IfNotPresent reuses what the warm buffer pulled",
+        CKV_K8S_22="vLLM's compilers (torch.compile, Triton) write caches at run time; the worker's is read-only",
+        CKV_K8S_35="the worker's contract reads its broker URLs from the environment (a Secret)",
+        CKV_K8S_43="the worker image is set by the overlay's kustomize images: entry; pin its digest there",
     )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": model.name, "labels": pod_labels},
+        "metadata": {"name": model.name, "labels": pod_labels, "annotations": skips},
         "spec": {
             "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": {"app.kubernetes.io/name": model.name}},
+            # A rollout may wait for a GPU node and a cold start before it reports no progress.
+            "progressDeadlineSeconds": startup_budget_s(model)
+            + math.ceil(pool.launch_s.high)
+            + ROLLOUT_MARGIN_S,
+            "selector": {"matchLabels": selector},
             # A surge pod needs a free GPU (the warm buffer's); never drop below the count.
             "strategy": {
                 "type": "RollingUpdate",
@@ -102,80 +365,30 @@ def vllm_deployment(model: ModelSpec, pool: NodePoolSpec) -> Obj:
             "template": {
                 "metadata": {
                     "labels": pod_labels,
-                    # Karpenter must not consolidate a node from under a loaded model.
-                    "annotations": {"karpenter.sh/do-not-disrupt": "true"},
+                    # Neither autoscaler moves a loaded replica (Karpenter; GKE's autoscaler).
+                    "annotations": dict(DO_NOT_DISRUPT),
                 },
                 "spec": {
                     "priorityClassName": SERVING_PRIORITY_CLASS,
                     "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": 120,
+                    "terminationGracePeriodSeconds": grace_period_s(model),
                     "nodeSelector": {POOL_LABEL: pool.name},
                     "tolerations": [gpu_toleration()],
-                    "securityContext": restricted_pod_security(),
-                    "containers": [
+                    # Replicas spread over zones and nodes when they can; a single GPU type's
+                    # stock-out in one zone then takes out only part of the model.
+                    "topologySpreadConstraints": [
                         {
-                            "name": "vllm",
-                            "image": model.image,
-                            "imagePullPolicy": "IfNotPresent",
-                            "args": _vllm_args(model),
-                            "env": [
-                                {"name": "HOME", "value": "/tmp"},
-                                {"name": "HF_HOME", "value": "/models/huggingface"},
-                                {
-                                    "name": "HF_TOKEN",
-                                    "valueFrom": {
-                                        "secretKeyRef": {
-                                            "name": "huggingface",
-                                            "key": "token",
-                                            "optional": True,
-                                        }
-                                    },
-                                },
-                            ],
-                            "ports": [
-                                {"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}
-                            ],
-                            # Weight download and load take minutes: the startupProbe holds the
-                            # other probes off instead of a liveness delay that kills loading pods.
-                            "startupProbe": {
-                                "httpGet": {"path": "/health", "port": "http"},
-                                "periodSeconds": STARTUP_PERIOD_S,
-                                "failureThreshold": startup_failures,
-                            },
-                            "readinessProbe": {
-                                "httpGet": {"path": "/health", "port": "http"},
-                                "periodSeconds": 5,
-                                "failureThreshold": 3,
-                            },
-                            "livenessProbe": {
-                                "httpGet": {"path": "/health", "port": "http"},
-                                "periodSeconds": 10,
-                                "timeoutSeconds": 5,
-                                "failureThreshold": 6,
-                            },
-                            "resources": {"requests": resources, "limits": dict(resources)},
-                            "securityContext": restricted_container_security(),
-                            "volumeMounts": [
-                                {"name": "shm", "mountPath": "/dev/shm"},
-                                {"name": "model-cache", "mountPath": "/models"},
-                                {"name": "tmp", "mountPath": "/tmp"},
-                            ],
+                            "maxSkew": 1,
+                            "topologyKey": key,
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": dict(selector)},
                         }
+                        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
                     ],
-                    "volumes": [
-                        # The runtime's 64 MB /dev/shm breaks tensor-parallel NCCL.
-                        {
-                            "name": "shm",
-                            "emptyDir": {
-                                "medium": "Memory",
-                                "sizeLimit": f"{SHM_GIB_PER_GPU * gpus}Gi",
-                            },
-                        },
-                        # Weights downloaded once per pod; swap for a ReadOnlyMany PVC holding
-                        # the weights to skip the download (docs/deploy.md).
-                        {"name": "model-cache", "emptyDir": {}},
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
+                    "securityContext": restricted_pod_security(),
+                    "initContainers": [_vllm_container(model, scenario)],
+                    "containers": [_worker_container(model)],
+                    "volumes": _volumes(model),
                 },
             },
         },
@@ -198,6 +411,25 @@ def vllm_service(model: ModelSpec) -> Obj:
     }
 
 
+def pod_disruption_budget(model: ModelSpec) -> Obj:
+    """At most one replica of the model evicted at a time by a voluntary disruption (node drains,
+    upgrades); scale-down by the HPA is not an eviction and is not held back. A replica still
+    loading (not ready) may always be evicted, so a stuck start never blocks a drain."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": model.name,
+            "labels": labels(model.name, "model-server", **{MODEL_LABEL: model.name}),
+        },
+        "spec": {
+            "maxUnavailable": 1,
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "selector": {"matchLabels": {"app.kubernetes.io/name": model.name}},
+        },
+    }
+
+
 def _behavior(rules: ScalingBehavior) -> Obj:
     return {
         "stabilizationWindowSeconds": rules.stabilization_window_s,
@@ -211,7 +443,9 @@ def _behavior(rules: ScalingBehavior) -> Obj:
 
 
 def scaled_object(model: ModelSpec, scenario: Scenario, options: RenderOptions) -> Obj:
-    """KEDA ScaledObject: external trigger to the scaler, fallback, HPA behavior from the file."""
+    """KEDA ScaledObject: external trigger to the scaler, fallback, HPA behavior from the file.
+    The worker acks late, so the scaler counts the unacked set (``includeUnacked``), and a
+    replica holds exactly as many tasks as its worker's threads (``replicaConcurrency``)."""
     config = model.policy.to_policy_config()
     keda = scenario.control_plane.keda
     hpa = scenario.control_plane.hpa
@@ -221,6 +455,8 @@ def scaled_object(model: ModelSpec, scenario: Scenario, options: RenderOptions) 
         "queues": ",".join(model.queues),
         "model": model.name,
         **model.policy.to_metadata(),
+        "includeUnacked": "true",
+        "replicaConcurrency": str(worker_concurrency(model)),
     }
     return {
         "apiVersion": "keda.sh/v1alpha1",

@@ -8,13 +8,15 @@ from collections.abc import Iterator
 import pytest
 
 from scaler.metadata import parse_metadata
-from tests.manifests.conftest import built
+from tests.manifests.conftest import ROOT, built
 from tests.manifests.kustomize import Obj, pod_spec
 
 GPU = "nvidia.com/gpu"
 POOL_LABEL = "depthscale.io/node-pool"
 # Secrets the operator creates (docs/deploy.md); everything else a pod references must exist.
-OPERATOR_SECRETS = frozenset({"depthscale-scaler", "gateway-api-keys", "huggingface"})
+OPERATOR_SECRETS = frozenset(
+    {"depthscale-scaler", "depthscale-worker", "gateway-api-keys", "huggingface"}
+)
 # Node agents that must run on GPU nodes without holding a GPU.
 GPU_NODE_AGENTS = frozenset({("DaemonSet", "dcgm-exporter")})
 
@@ -51,8 +53,13 @@ def _find(objects: list[Obj], kind: str, namespace: str, name: str) -> Obj | Non
     )
 
 
+def _containers(spec: Obj) -> list[Obj]:
+    """Every container of a pod: init containers (native sidecars among them) and main ones."""
+    return list(spec.get("initContainers", [])) + list(spec.get("containers", []))
+
+
 def _requests_gpu(spec: Obj) -> bool:
-    return any(GPU in c.get("resources", {}).get("limits", {}) for c in spec.get("containers", []))
+    return any(GPU in c.get("resources", {}).get("limits", {}) for c in _containers(spec))
 
 
 def _tolerates_gpu_taint(spec: Obj) -> bool:
@@ -93,7 +100,7 @@ def test_services_pdbs_and_policies_select_pods_with_the_named_ports(overlay: Ov
                 for _w, spec in matched:
                     names = {
                         p.get("name") if isinstance(target, str) else p["containerPort"]
-                        for c in spec["containers"]
+                        for c in _containers(spec)
                         for p in c.get("ports", [])
                     }
                     assert target in names, f"Service {_name(obj)} port {target} not on pods"
@@ -117,14 +124,20 @@ def test_service_monitors_select_a_service_with_the_port(overlay: Overlay) -> No
 
 
 def test_every_container_has_requests_and_limits(overlay: Overlay) -> None:
+    # CPU and memory requested everywhere and memory capped everywhere; CPU capped everywhere
+    # but on vLLM, where CFS throttling of the engine loop would stall every stream.
     _, objects = overlay
     for obj, spec in _workloads(objects):
-        for c in spec.get("initContainers", []) + spec["containers"]:
+        for c in _containers(spec):
+            where = f"{_name(obj)}/{c['name']}"
             resources = c.get("resources", {})
-            for part in ("requests", "limits"):
-                assert {"cpu", "memory"} <= set(resources.get(part, {})), (
-                    f"{_name(obj)}/{c['name']} lacks {part}"
-                )
+            assert {"cpu", "memory"} <= set(resources.get("requests", {})), where
+            limits = set(resources.get("limits", {}))
+            assert "memory" in limits, where
+            if c["name"] == "vllm":
+                assert "cpu" not in limits, f"{where}: no CPU limit on vLLM"
+            else:
+                assert "cpu" in limits, where
 
 
 def test_gpu_pods_request_gpus_tolerate_the_taint_and_select_a_gpu_pool(
@@ -137,7 +150,7 @@ def test_gpu_pods_request_gpus_tolerate_the_taint_and_select_a_gpu_pool(
         _name(o) for o in objects if o["kind"] == "ScaledObject"
     }, "every scaled model is a GPU workload"
     for obj, spec in gpu_pods:
-        for c in spec["containers"]:
+        for c in _containers(spec):
             limits, requests = c["resources"]["limits"], c["resources"]["requests"]
             if GPU in limits:
                 assert requests.get(GPU) == limits[GPU], "GPU request must equal its limit"
@@ -183,37 +196,74 @@ def _gpu_pools(overlay: str, objects: list[Obj]) -> dict[str, str]:
     return pools
 
 
-def test_eks_gpu_pools_are_tainted_capped_and_consolidated_when_empty() -> None:
+def _go_seconds(duration: str) -> int:
+    """Seconds of a Go duration such as ``1h25m45s``."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.findall(r"(\d+)([hms])", duration)
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def test_eks_gpu_pools_are_labelled_tainted_capped_and_drained_gently() -> None:
     name, objects = "eks-karpenter", built("eks-karpenter")
     node_classes = {_name(o) for o in objects if o["kind"] == "EC2NodeClass"}
-    gpu_pools = set(_gpu_pools(name, objects).values())
+    gpu_pools = _gpu_pools(name, objects)
     for pool in (o for o in objects if o["kind"] == "NodePool"):
         spec = pool["spec"]
-        assert spec["template"]["spec"]["nodeClassRef"]["name"] in node_classes
-        taints = spec["template"]["spec"].get("taints", [])
-        requirements = {r["key"]: r for r in spec["template"]["spec"]["requirements"]}
-        if _name(pool) in gpu_pools:
+        template = spec["template"]
+        assert template["spec"]["nodeClassRef"]["name"] in node_classes
+        taints = template["spec"].get("taints", [])
+        requirements = {r["key"]: r for r in template["spec"]["requirements"]}
+        assert _go_seconds(template["spec"]["expireAfter"]) > 0, "nodes are replaced in time"
+        if _name(pool) in gpu_pools.values():
+            # The NVIDIA device plugin's default affinity admits only labelled nodes.
+            assert template["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
             assert {"key": GPU, "value": "true", "effect": "NoSchedule"} in taints
             assert int(spec["limits"][GPU]) >= 1
-            assert spec["disruption"] == {
-                "consolidationPolicy": "WhenEmpty",
-                "consolidateAfter": "15m",
-            }
+            disruption = spec["disruption"]
+            assert disruption["consolidationPolicy"] == "WhenEmpty"
+            assert _go_seconds(disruption["consolidateAfter"]) >= 60
+            assert disruption["budgets"], "a budget bounds how many GPU nodes go at once"
+            assert all(b["nodes"] not in ("100%",) for b in disruption["budgets"])
+            # An expiring or drifted node waits for its serving pods' own drain.
+            label = template["metadata"]["labels"][POOL_LABEL]
+            graces = [
+                s["terminationGracePeriodSeconds"]
+                for _o, s in _workloads(objects)
+                if s.get("nodeSelector", {}).get(POOL_LABEL) == label and _requests_gpu(s)
+            ]
+            assert graces
+            assert _go_seconds(template["spec"]["terminationGracePeriod"]) > max(graces)
         else:
             assert not taints, "the CPU pool carries no taint"
             gpu_count = requirements["karpenter.k8s.aws/instance-gpu-count"]
             assert gpu_count["operator"] == "DoesNotExist", "the CPU pool must exclude GPUs"
 
 
-def test_gke_compute_classes_try_spot_then_on_demand() -> None:
-    objects = built("gke")
-    classes = [o for o in objects if o["kind"] == "ComputeClass"]
-    assert classes
-    for compute_class in classes:
-        spec = compute_class["spec"]
+def test_eks_node_classes_pin_their_ami() -> None:
+    for node_class in (o for o in built("eks-karpenter") if o["kind"] == "EC2NodeClass"):
+        for term in node_class["spec"]["amiSelectorTerms"]:
+            alias = term.get("alias", "")
+            assert re.fullmatch(r"al2023@v\d{8}", alias), f"{_name(node_class)}: {alias}"
+
+
+def test_gke_compute_classes_buy_what_the_models_file_priced() -> None:
+    # The simulator prices each pool at its capacity_type: an on-demand pool never asks for spot;
+    # a spot pool tries spot first; a reservation, when named, comes before either.
+    from simulator.scenario import load_scenario
+
+    scenario = load_scenario(ROOT / "examples" / "models.yaml")
+    classes = {_name(o): o for o in built("gke") if o["kind"] == "ComputeClass"}
+    assert set(classes) == {f"gpu-{p}" for p in scenario.node_pools}
+    for pool in scenario.node_pools.values():
+        spec = classes[f"gpu-{pool.name}"]["spec"]
         assert spec["nodePoolAutoCreation"] == {"enabled": True}
-        assert [p["spot"] for p in spec["priorities"]] == [True, False]
-        assert all(p["gpu"]["count"] >= 1 for p in spec["priorities"])
+        assert spec["whenUnsatisfiable"] == "DoNotScaleUp"
+        spots = [p["spot"] for p in spec["priorities"] if "reservations" not in p]
+        assert spots == ([True, False] if pool.capacity_type == "spot" else [False])
+        for priority in spec["priorities"]:
+            assert priority["gpu"]["count"] == pool.gpus_per_node
+            assert priority["storage"]["bootDiskSize"] >= 100
 
 
 def test_scaled_objects_target_deployments_and_address_the_scaler(overlay: Overlay) -> None:
@@ -276,7 +326,7 @@ def test_referenced_config_exists(overlay: Overlay) -> None:
                     refs.append(("ConfigMap", source["configMap"]["name"]))
                 if "secret" in source:
                     refs.append(("Secret", source["secret"]["name"]))
-        for c in spec["containers"]:
+        for c in _containers(spec):
             for env in c.get("env", []):
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
                 if ref:

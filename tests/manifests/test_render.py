@@ -3,7 +3,6 @@ to, the objects carry the file's values, and bad input fails on one line with no
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +62,30 @@ def test_render_is_deterministic_and_replaces_its_own_output(tmp_path: Path) -> 
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".models.")], "no temp dirs left"
 
 
+def _vllm(deployment: Obj) -> Obj:
+    """The vLLM container of a serving Deployment (a native sidecar: an init container)."""
+    [container] = [
+        c for c in deployment["spec"]["template"]["spec"]["initContainers"] if c["name"] == "vllm"
+    ]
+    return container
+
+
+def _flag(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
 def test_objects_carry_the_models_file_values(tmp_path: Path) -> None:
     data = _example()
     model = data["models"]["llama-3-8b"]
+    model["node_pool"] = "h100"
     model["gpus_per_replica"] = 2
+    model["gpu_memory_utilization"] = 0.85
+    model["max_model_len"] = 4096
+    model["weights_gib"] = 40
+    model["max_generation_s"] = 120
     model["policy"]["maxReplicas"] = 7
     model["policy"]["scaleUpPending"] = 30
+    model["policy"]["replicaConcurrency"] = 48
     model["startup_s"] = {"low": 600, "high": 1500}
     model["queues"] = ["llama-fast", "llama-batch"]
     data["control_plane"]["hpa"]["scaleUp"]["tolerance"] = 0
@@ -78,20 +95,35 @@ def test_objects_carry_the_models_file_values(tmp_path: Path) -> None:
     objects = _objects(out)
 
     deployment = objects[("Deployment", "llama-3-8b")]
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    pod = deployment["spec"]["template"]["spec"]
+    container = _vllm(deployment)
+    args = container["args"]
+    assert container["image"] == data["vllm"]["image"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
-    assert container["args"][container["args"].index("--tensor-parallel-size") + 1] == "2"
+    assert _flag(args, "--tensor-parallel-size") == "2"
+    assert _flag(args, "--gpu-memory-utilization") == "0.85"
+    assert _flag(args, "--max-model-len") == "4096"
+    assert _flag(args, "--shutdown-timeout") == "120"
+    # The weights land on node disk: the scheduler reserves room for all 40 GiB of them.
+    storage = container["resources"]["requests"]["ephemeral-storage"]
+    assert storage.endswith("Gi")
+    assert int(storage[:-2]) >= 40
     probe = container["startupProbe"]
     assert probe["periodSeconds"] * probe["failureThreshold"] >= 2 * 1500
-    assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {
-        "depthscale.io/node-pool": "a100"
-    }
+    assert deployment["spec"]["progressDeadlineSeconds"] > 2 * 1500
+    assert pod["terminationGracePeriodSeconds"] > 2 * 120
+    assert pod["nodeSelector"] == {"depthscale.io/node-pool": "h100"}
+    [worker] = pod["containers"]
+    assert _flag(worker["args"], "--queues") == "llama-fast,llama-batch"
+    assert _flag(worker["args"], "--concurrency") == "48"
+    assert _flag(worker["args"], "--max-generation-seconds") == "120"
 
     scaled = objects[("ScaledObject", "llama-3-8b")]["spec"]
     metadata = scaled["triggers"][0]["metadata"]
     assert scaled["maxReplicaCount"] == 7
     assert metadata["maxReplicas"] == "7"
     assert metadata["scaleUpPending"] == "30"
+    assert metadata["replicaConcurrency"] == "48"
     assert metadata["queues"] == "llama-fast,llama-batch"
     assert scaled["cooldownPeriod"] == 60
     behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
@@ -104,11 +136,41 @@ def test_startup_probe_never_shorter_than_ten_minutes(tmp_path: Path) -> None:
     data["models"]["llama-3-8b"]["startup_s"] = {"low": 5, "high": 10}
     out = tmp_path / "out"
     assert _render(_write(tmp_path, data), out).exit_code == 0
-    [container] = _objects(out)[("Deployment", "llama-3-8b")]["spec"]["template"]["spec"][
-        "containers"
-    ]
-    probe = container["startupProbe"]
+    probe = _vllm(_objects(out)[("Deployment", "llama-3-8b")])["startupProbe"]
     assert probe["periodSeconds"] * probe["failureThreshold"] == 600
+
+
+def test_worker_concurrency_defaults_to_vllms_batch(tmp_path: Path) -> None:
+    # Without replicaConcurrency the worker holds max_concurrency tasks, and the trigger says so.
+    data = _example()
+    del data["models"]["llama-3-8b"]["policy"]["replicaConcurrency"]
+    data["models"]["llama-3-8b"]["max_concurrency"] = 40
+    out = tmp_path / "out"
+    assert _render(_write(tmp_path, data), out).exit_code == 0
+    objects = _objects(out)
+    [worker] = objects[("Deployment", "llama-3-8b")]["spec"]["template"]["spec"]["containers"]
+    metadata = objects[("ScaledObject", "llama-3-8b")]["spec"]["triggers"][0]["metadata"]
+    assert _flag(worker["args"], "--concurrency") == metadata["replicaConcurrency"] == "40"
+    assert metadata["includeUnacked"] == "true"
+
+
+def test_a_weights_claim_replaces_the_download(tmp_path: Path) -> None:
+    data = _example()
+    model = data["models"]["llama-3-70b"]
+    model["weights_claim"] = "llama-3-70b-weights"
+    out = tmp_path / "out"
+    assert _render(_write(tmp_path, data), out).exit_code == 0
+    deployment = _objects(out)[("Deployment", "llama-3-70b")]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["model-cache"]["persistentVolumeClaim"] == {
+        "claimName": "llama-3-70b-weights",
+        "readOnly": True,
+    }
+    container = _vllm(deployment)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["HF_HUB_OFFLINE"] == "1"
+    storage = int(container["resources"]["requests"]["ephemeral-storage"][:-2])
+    assert storage < model["weights_gib"], "no room reserved for weights that are not downloaded"
 
 
 @pytest.mark.parametrize(
@@ -137,6 +199,10 @@ def test_warm_buffer_size_follows_the_node_pool(
     assert placeholder["spec"]["replicas"] == expected_placeholders
     [container] = placeholder["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "8", "a whole p5.48xlarge"
+    # The placeholder pulls the serving image and sleeps: a replica that preempts it starts
+    # without pulling.
+    assert container["image"] == data["vllm"]["image"]
+    assert container["command"] == ["sleep", "infinity"]
 
 
 def test_node_pool_gpu_limit_covers_the_models_at_max(tmp_path: Path) -> None:
@@ -145,10 +211,69 @@ def test_node_pool_gpu_limit_covers_the_models_at_max(tmp_path: Path) -> None:
     pools = {
         o["metadata"]["name"]: o for o in load_documents(out / "pools/eks-karpenter/nodepools.yaml")
     }
-    # a100: no max_nodes; llama-3-8b at maxReplicas 16 x 1 GPU on 8-GPU nodes -> 2 nodes.
-    assert pools["gpu-a100"]["spec"]["limits"]["nvidia.com/gpu"] == str(math.ceil(16 / 8) * 8)
+    # l4: no max_nodes; llama-3-8b at maxReplicas 16 x 1 GPU on 1-GPU nodes, plus 1 spare node.
+    assert pools["gpu-l4"]["spec"]["limits"]["nvidia.com/gpu"] == str(16 * 1 + 1)
     # h100: max_nodes 2 x 8 GPUs.
     assert pools["gpu-h100"]["spec"]["limits"]["nvidia.com/gpu"] == "16"
+
+
+@pytest.mark.parametrize(
+    ("capacity_type", "reservation", "karpenter", "gke"),
+    [
+        ("on-demand", None, ["on-demand"], [("on-demand",)]),
+        ("spot", None, ["spot", "on-demand"], [("spot",), ("on-demand",)]),
+        ("on-demand", "l4-resv", ["reserved", "on-demand"], [("l4-resv",), ("on-demand",)]),
+        (
+            "spot",
+            "l4-resv",
+            ["reserved", "spot", "on-demand"],
+            [("l4-resv",), ("spot",), ("on-demand",)],
+        ),
+    ],
+)
+def test_each_cloud_asks_for_the_capacity_the_file_prices(
+    tmp_path: Path,
+    capacity_type: str,
+    reservation: str | None,
+    karpenter: list[str],
+    gke: list[tuple[str]],
+) -> None:
+    data = _example()
+    data["node_pools"]["l4"]["capacity_type"] = capacity_type
+    if reservation is not None:
+        data["node_pools"]["l4"]["reservation"] = reservation
+    out = tmp_path / "out"
+    assert _render(_write(tmp_path, data), out).exit_code == 0
+    [pool] = [
+        o
+        for o in load_documents(out / "pools/eks-karpenter/nodepools.yaml")
+        if o["metadata"]["name"] == "gpu-l4"
+    ]
+    requirements = {r["key"]: r["values"] for r in pool["spec"]["template"]["spec"]["requirements"]}
+    assert requirements["karpenter.sh/capacity-type"] == karpenter
+    [compute_class] = [
+        o
+        for o in load_documents(out / "pools/gke/computeclasses.yaml")
+        if o["metadata"]["name"] == "gpu-l4"
+    ]
+    kinds = [
+        (p["reservations"]["specific"][0]["name"],)
+        if "reservations" in p
+        else ("spot" if p["spot"] else "on-demand",)
+        for p in compute_class["spec"]["priorities"]
+    ]
+    assert kinds == gke
+
+
+def test_gke_boot_disk_holds_a_full_node_of_weights(tmp_path: Path) -> None:
+    # Two 70B replicas fit on one 8-GPU node, each downloading 132 GiB into its emptyDir.
+    out = tmp_path / "out"
+    assert _render(EXAMPLE, out).exit_code == 0
+    classes = {
+        o["metadata"]["name"]: o for o in load_documents(out / "pools/gke/computeclasses.yaml")
+    }
+    disk_gb = classes["gpu-h100"]["spec"]["priorities"][0]["storage"]["bootDiskSize"]
+    assert disk_gb * 1e9 >= 2 * 132 * 2**30 + 50e9
 
 
 def _fails(result: Result, *fragments: str) -> None:
@@ -172,8 +297,8 @@ def test_failed_render_leaves_the_previous_output(tmp_path: Path) -> None:
     assert _render(EXAMPLE, out).exit_code == 0
     before = _tree(out)
     data = _example()
-    data["node_pools"]["a100"]["instance_type"] = "g5.48xlarge"  # A10G: no GKE equivalent
-    _fails(_render(_write(tmp_path, data), out), "node_pools.a100.gpu_type", "A10G")
+    data["node_pools"]["l4"]["instance_type"] = "g5.xlarge"  # A10G: no GKE equivalent
+    _fails(_render(_write(tmp_path, data), out), "node_pools.l4.gpu_type", "A10G")
     assert _tree(out) == before
 
 
@@ -184,6 +309,31 @@ def test_tensor_parallel_args_must_match_gpus_per_replica(tmp_path: Path) -> Non
         _render(_write(tmp_path, data), tmp_path / "out"),
         "models.llama-3-70b.extra_args",
         "--tensor-parallel-size 4",
+    )
+
+
+def test_an_image_without_a_digest_is_refused(tmp_path: Path) -> None:
+    data = _example()
+    data["vllm"]["image"] = "vllm/vllm-openai:latest"
+    _fails(_render(_write(tmp_path, data), tmp_path / "out"), "vllm.image", "digest")
+
+
+def test_a_trigger_blind_to_work_in_flight_is_refused(tmp_path: Path) -> None:
+    # The worker acks late: without includeUnacked the scaler would not see the tasks it runs.
+    data = _example()
+    data["models"]["llama-3-8b"]["policy"]["includeUnacked"] = False
+    _fails(
+        _render(_write(tmp_path, data), tmp_path / "out"),
+        "models.llama-3-8b.policy.includeUnacked",
+    )
+
+
+def test_more_worker_threads_than_vllm_slots_are_refused(tmp_path: Path) -> None:
+    data = _example()
+    data["models"]["llama-3-8b"]["policy"]["replicaConcurrency"] = 65
+    _fails(
+        _render(_write(tmp_path, data), tmp_path / "out"),
+        "models.llama-3-8b.policy.replicaConcurrency",
     )
 
 

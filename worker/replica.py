@@ -155,7 +155,9 @@ class Replica:
                 response.status_code,
             ) from None
         if not isinstance(answer, dict):
-            raise Unavailable(f"replica answered {url} with a JSON {type(answer).__name__}")
+            raise Unavailable(
+                f"replica answered {url} with a JSON {type(answer).__name__}", response.status_code
+            )
         return answer
 
     def close(self) -> None:

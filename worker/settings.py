@@ -38,7 +38,10 @@ class Transport(Enum):
 
 
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (error text and logs never carry one)."""
+    """``url`` with any password replaced by ``***`` (error text and logs never carry one). A value
+    that is not a URL is hidden whole: it may be a secret pasted into the wrong place."""
+    if "://" not in url:
+        return "***"
     try:
         parts = urlsplit(url)
     except ValueError:

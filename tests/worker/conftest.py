@@ -85,7 +85,7 @@ def _rabbitmq_vhost() -> Iterator[str]:
         run("delete_vhost", vhost)
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
+@pytest.fixture(params=["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
 def broker(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[Broker]:
     """Each test runs on both brokers; results always go to the private Redis (database 1)."""
     backend = f"redis://127.0.0.1:{redis_server.port}/1"

@@ -111,9 +111,7 @@ def test_tasks_wait_out_a_replica_that_is_not_up_then_warming(
     worker_log = processes.tmp_path / "worker-0.log"
     wait_until(
         "every task to be retried after a refused connection",
-        lambda: all(
-            f"[{task_id}] retry" in worker_log.read_text() for task_id in task_ids
-        ),
+        lambda: all(f"[{task_id}] retry" in worker_log.read_text() for task_id in task_ids),
     )
     assert "Connection refused" in worker_log.read_text()
 

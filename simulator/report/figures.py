@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -67,26 +67,69 @@ def _svg(fig: Figure) -> str:
     return text[text.index("<svg") :]  # drop the XML prolog and DOCTYPE: inline in HTML
 
 
+SHARED_COLOR = "#555555"  # neutral dark grey, used nowhere else in the charts
+"""A series several models share (the GPU nodes of one pool): no model's colour."""
+
+KIND_WORDS = {
+    "depthscale": "the depthscale scaler with other settings",
+    "keda-native": "KEDA alone, one replica per scaleUpPending tasks",
+    "schedule": "a schedule written by hand",
+    "trailing-schedule": "a schedule sized from the previous week",
+    "hindsight-schedule": "a schedule sized knowing the whole trace",
+    "static-peak": "fixed replicas for the trace's busiest window",
+    "static": "fixed replicas",
+}
+"""A policy kind in words, for chart titles."""
+
+
+def figure_title(name: str, kind: str) -> str:
+    """The policy's name and, unless the name is the kind's own, what kind of policy it is:
+    ``seed-rule: the depthscale scaler with other settings``, not ``seed-rule (depthscale)``."""
+    if name == kind == "depthscale" or kind not in KIND_WORDS:
+        return name
+    return f"{name}: {KIND_WORDS[kind]}"
+
+
+def node_groups(series: Mapping[str, Series]) -> list[tuple[list[str], Series]]:
+    """The models whose GPU-node series are identical (one node pool), each group once, in
+    model-name order: (its models, the first one's series)."""
+    groups: list[tuple[list[str], Series]] = []
+    for model, s in sorted(series.items()):
+        for models, first in groups:
+            if np.array_equal(first.nodes, s.nodes):
+                models.append(model)
+                break
+        else:
+            groups.append(([model], s))
+    return groups
+
+
 def policy_figure(policy: PolicyResult, duration_s: float) -> str:
     """Four stacked panels for one policy, one colour per model: arrival rate (requests/s), queue
     depth (requests waiting), replicas (ready solid, desired by the HPA dashed) and GPU nodes of
-    the model's pool (drawn once for models sharing a pool)."""
+    the model's pool (drawn once, in a neutral colour, for models sharing a pool)."""
     unit, label = _time_axis(duration_s)
     with plt.rc_context(_STYLE):
         fig, axes = plt.subplots(4, 1, figsize=(11, 7.5), sharex=True)
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        drawn_nodes: list[FloatArray] = []
+        color_of: dict[str, str] = {}
         for i, (model, series) in enumerate(sorted(policy.series.items())):
             _check_lengths(policy.name, model, series)
-            color = colors[i % len(colors)]
+            color = color_of[model] = colors[i % len(colors)]
             _panel(axes[0], series, series.arrival_rps, "mean", unit, color, model)
             _panel(axes[1], series, series.queue_depth, "max", unit, color, model)
             _panel(axes[2], series, series.replicas_ready, "max", unit, color, model)
             _panel(axes[2], series, series.replicas_desired, "max", unit, color, model, "--")
-            # Models sharing a node pool report the same node count: draw it once.
-            if not any(np.array_equal(series.nodes, seen) for seen in drawn_nodes):
-                drawn_nodes.append(series.nodes)
-                _panel(axes[3], series, series.nodes, "max", unit, color, model)
+        shared = False
+        for models, series in node_groups(policy.series):
+            if len(models) == 1:
+                _panel(axes[3], series, series.nodes, "max", unit, color_of[models[0]], models[0])
+            else:
+                shared = True
+                who = f"shared by {', '.join(models)}"
+                _panel(axes[3], series, series.nodes, "max", unit, SHARED_COLOR, who)
+        if shared:
+            axes[3].legend(loc="upper right", frameon=False, fontsize="small")
         titles = (
             "arrivals (req/s)",
             "queue depth\n(waiting)",
@@ -98,7 +141,7 @@ def policy_figure(policy: PolicyResult, duration_s: float) -> str:
             ax.set_ylim(bottom=0)
         for ax in axes[2:]:
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        axes[0].set_title(f"{policy.name} ({policy.kind})", loc="left", fontweight="bold")
+        axes[0].set_title(figure_title(policy.name, policy.kind), loc="left", fontweight="bold")
         axes[0].legend(
             loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(policy.series) or 1,
             frameon=False, borderaxespad=0.2,

@@ -83,8 +83,9 @@ ENGINES = ("auto", "requests", "aggregated")
 
 AGGREGATE_ABOVE_REQUESTS = 20_000_000
 """``--engine auto`` replays a trace of more requests than this in the aggregated (per-second)
-mode: request by request, 20 M requests take about 2 GB, and at this size the two modes agree
-(docs/simulator.md, benchmarks/simulator_throughput.py)."""
+mode: request by request, memory grows with the requests, and at this size the two modes agree
+(docs/simulator.md gives the figures; benchmarks/simulator_throughput.py and
+benchmarks/aggregated_mode.py measure them)."""
 
 
 engine_option = click.option(

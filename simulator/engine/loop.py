@@ -5,10 +5,12 @@ At each control instant ``t`` (all models, in scenario order):
 1. the cluster applies what fell due (drains ending, spot notices, pending pods, placeholders,
    consolidation);
 2. when the scaler is asked (a KEDA poll, and an HPA sync unless metrics are cached): every
-   request that can start before ``t`` starts (the compiled queue), and the policy gets
-   ``Observation(at_s=t, pending, in_flight, ready, warming)`` and decides — the
-   GetMetricSpec/GetMetrics/IsActive calls of that instant answered from one decision, as the
-   live scaler's evaluation cache does;
+   request that can start before ``t`` starts (the compiled queue), and the policy gets what the
+   live scaler would see (``policies.observe.observe``): the pending count, the in-flight count
+   only when the model counts them (``includeUnacked``), and the Deployment's ready and warming
+   replicas only with ``replicas_from: kubernetes`` (otherwise the policy trusts its own past
+   decisions); it decides, and the GetMetricSpec/GetMetrics/IsActive calls of that instant are
+   answered from that one decision, as the live scaler's evaluation cache does;
 3. at a KEDA poll: KEDA acts on ``isActive`` (activation at zero, cooldown to zero);
 4. at an HPA sync: the HPA turns the latest metric into a replica count (tolerance,
    stabilization, rate limits, bounds) and the Deployment is resized;
@@ -41,7 +43,7 @@ QueueFactory = Callable[[F64, F64, int], ServingQueue]
 
 @dataclass(slots=True)
 class Trajectory:
-    """What one run leaves behind for its totals (``totals.summarize``; per model unless said otherwise)."""
+    """What one run leaves behind for ``totals.summarize`` (per model unless said otherwise)."""
 
     queues: list[ServingQueue]
     cluster: Cluster

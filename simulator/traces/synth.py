@@ -11,7 +11,8 @@ process, ``bursts_per_day`` a day, and last uniformly ``burst_s``), and ``c`` ch
 mean over the trace is ``mean_rps``. Given the rate curve, arrivals are a non-homogeneous
 Poisson process: the total count is fixed (``requests``, default the rates' expected total),
 spread over (1-second bin, model) cells multinomially, uniform within a bin. Token counts are
-log-normal per model. Models are listed in name order. Everything is vectorised numpy: 10 M requests take a few seconds.
+log-normal per model. Models are listed in name order. Everything is vectorised numpy (its speed:
+benchmarks/simulator_throughput.py).
 """
 
 from __future__ import annotations

@@ -225,6 +225,9 @@ class RabbitMQBrokerReader:
                 f"bad broker URL {self.safe_url}: {redact_text(str(exc), url)}"
             ) from None
         ep = self.endpoint
+        # Whether ``include_unacked`` reads can be answered: a caller may check it up front and
+        # refuse the trigger, naming the broker, instead of waiting for the read's config error.
+        self.counts_in_flight = ep.management is not None
         self._ssl = ep.ssl_context() if ep.uses_tls else None
         # aiormq reads host, port, user and password from this URL; the vhost is set apart
         # (Connection.vhost) so that no path encoding rule stands between it and RabbitMQ.
@@ -253,7 +256,7 @@ class RabbitMQBrokerReader:
                 "keyPrefix",
                 f"is kombu's Redis-only global_keyprefix; broker {self.safe_url} is RabbitMQ",
             )
-        if spec.include_unacked and self.endpoint.management is None:
+        if spec.include_unacked and not self.counts_in_flight:
             raise MetadataError(
                 "includeUnacked",
                 f"RabbitMQ broker {self.safe_url} has no management API configured, so unacked "

@@ -9,6 +9,9 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v nginx >/dev/null 2>&1 || need_apt+=(nginx-light)
+# RabbitMQ tests start a private node (management plugin, TLS listener) from the Debian package.
+command -v rabbitmq-server >/dev/null 2>&1 || need_apt+=(rabbitmq-server)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The image test: podman builds and runs the image (runc: crun refuses hybrid cgroups); mmdebstrap
 # makes its local Debian base, since no base image is pulled during the tests.
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)

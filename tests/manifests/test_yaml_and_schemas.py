@@ -28,6 +28,9 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com/servicemonitor_v1.json",
     ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com/podmonitor_v1.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com/prometheusrule_v1.json",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh/triggerauthentication_v1alpha1.json",
+    ("cert-manager.io/v1", "Issuer"): "cert-manager.io/issuer_v1.json",
+    ("cert-manager.io/v1", "Certificate"): "cert-manager.io/certificate_v1.json",
 }
 
 YAML_FILES = sorted(p for p in MANIFESTS.rglob("*.yaml") if SCHEMAS not in p.parents)

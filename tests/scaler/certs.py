@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,13 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -94,8 +102,8 @@ class Ca:
         path.write_bytes(self.pem)
         return path
 
-    def issue(self, common_name: str, *, server: bool) -> Pem:
-        """A leaf for a server (SANs ``SERVER_NAMES``; serverAuth and clientAuth, as the
+    def issue(self, common_name: str, *, server: bool, names: Sequence[str] = SERVER_NAMES) -> Pem:
+        """A leaf for a server (SANs ``names``: DNS names and IP addresses; serverAuth and clientAuth, as the
         manifests' serving certificate, which the scaler's probe presents as a client) or for a
         client (clientAuth)."""
         key = _key()
@@ -112,12 +120,7 @@ class Ca:
         )
         if server:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    ]
-                ),
+                x509.SubjectAlternativeName([_san(name) for name in names]),
                 critical=False,
             ).add_extension(
                 x509.ExtendedKeyUsage(

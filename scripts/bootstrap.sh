@@ -44,3 +44,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e ".[dev]"
   echo "$want" > "$stamp"
 fi
+
+# checkov (tests/manifests/test_checkov.py) requires packaging < 24 and pins boto3 and networkx,
+# while pytest requires packaging >= 24: it cannot share .venv, so it gets a virtualenv of its own.
+CHECKOV_VERSION=3.3.30
+if [ ! -x .venv-checkov/bin/checkov ] || [ "$(cat .venv-checkov/.version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+  echo "bootstrap: installing checkov $CHECKOV_VERSION into .venv-checkov" >&2
+  "$PY" -m venv .venv-checkov
+  .venv-checkov/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv-checkov/bin/python -m pip install -q "checkov==$CHECKOV_VERSION"
+  echo "$CHECKOV_VERSION" > .venv-checkov/.version
+fi

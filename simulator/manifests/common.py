@@ -22,9 +22,10 @@ BUFFER_PRIORITY_CLASS = "depthscale-gpu-buffer"
 # The label the NVIDIA device plugin's default node affinity admits a GPU node by when NFD does
 # not label it (NVIDIA/k8s-device-plugin, deployments/helm/nvidia-device-plugin/values.yaml).
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
-# The depthscale image (scaler and Celery worker); the overlays' kustomize `images:` entry named
-# `depthscale` points it at your registry, tag or digest (docs/deploy.md, "The images").
-DEPTHSCALE_IMAGE = "depthscale:0.1.0"
+# The Celery worker's image (the Dockerfile's `worker` target); the overlays' kustomize `images:`
+# entry named `depthscale-worker`, beside the scaler's `depthscale`, points it at your registry,
+# tag or digest (docs/deploy.md, "The images").
+WORKER_IMAGE = "depthscale-worker:0.1.0"
 # Loaded replicas are never moved by either autoscaler: Karpenter (EKS) and the cluster
 # autoscaler behind GKE's node auto-provisioning each read their own annotation.
 DO_NOT_DISRUPT = {

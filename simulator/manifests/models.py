@@ -30,13 +30,13 @@ from __future__ import annotations
 import math
 
 from simulator.manifests.common import (
-    DEPTHSCALE_IMAGE,
     DO_NOT_DISRUPT,
     GPU_RESOURCE,
     MODEL_LABEL,
     POOL_LABEL,
     SERVING_PRIORITY_CLASS,
     VLLM_PORT,
+    WORKER_IMAGE,
     Obj,
     RenderError,
     RenderOptions,
@@ -279,11 +279,10 @@ def _worker_container(model: ModelSpec) -> Obj:
 
     return {
         "name": "worker",
-        "image": DEPTHSCALE_IMAGE,
+        "image": WORKER_IMAGE,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["depthscale"],
+        "command": ["depthscale", "worker"],
         "args": [
-            "worker",
             "--model",
             model.name,
             "--queues",

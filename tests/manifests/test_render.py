@@ -11,6 +11,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from scaler.cli import main
+from scaler.metadata import parse_metadata
 from tests.manifests.conftest import MANIFESTS, ROOT
 from tests.manifests.kustomize import Obj, build, load_documents
 
@@ -369,3 +370,20 @@ def test_slo_alert_uses_the_models_throughput_and_the_slo(tmp_path: Path) -> Non
     assert 'deployment="llama-3-8b"' in records["llama-3-8b"]
     [alert] = [r for r in group["rules"] if "alert" in r]
     assert alert["expr"].endswith("> 45")
+
+
+def test_the_example_scaled_object_targets_a_rendered_deployment() -> None:
+    # manifests/examples/scaledobject.yaml is written by hand: it must still point at what
+    # `depthscale render` deploys, with the worker's concurrency and the scaler's own parser.
+    [example] = load_documents(MANIFESTS / "examples" / "scaledobject.yaml")
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in build(MANIFESTS / "models")}
+    target = example["spec"]["scaleTargetRef"]
+    deployment = objects[(target.get("kind", "Deployment"), target["name"])]
+    assert example["metadata"]["namespace"] == "depthscale"
+    metadata = example["spec"]["triggers"][0]["metadata"]
+    [worker] = deployment["spec"]["template"]["spec"]["containers"]
+    assert metadata["replicaConcurrency"] == _flag(worker["args"], "--concurrency")
+    assert metadata["queues"] == _flag(worker["args"], "--queues")
+    assert metadata["includeUnacked"] == "true"
+    config = parse_metadata(metadata).config
+    assert config.max_replicas == example["spec"]["maxReplicaCount"]

@@ -269,8 +269,10 @@ class RespPool:
         try:
             self._context()
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-            reason = exc.reason if isinstance(exc, ssl.SSLError) else None
-            raise ValueError(f"TLS files: {reason or exc}") from None
+            reason = (exc.reason if isinstance(exc, ssl.SSLError) else None) or exc
+            files = f"ssl_certfile {ep.cert_file} / ssl_keyfile {ep.key_file}"
+            where = files if ep.cert_file is not None else f"ssl_ca_certs {ep.ca_file}"
+            raise ValueError(f"{where}: {reason}") from None
 
     def _context(self) -> ssl.SSLContext:
         """The TLS context, made again when a CA, certificate or key file changed (stat only)."""

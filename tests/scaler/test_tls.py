@@ -490,12 +490,13 @@ def test_state_store_needs_the_client_certificate(tls_redis: TlsRedis) -> None:
     ("query", "problem"),
     [
         ("ssl_keyfile=/k", "ssl_keyfile needs ssl_certfile"),
-        ("ssl_certfile=/nonexistent/c.crt", "/nonexistent/c.crt"),
+        ("ssl_certfile=/nonexistent/c.crt", "ssl_certfile /nonexistent/c.crt: No such file"),
     ],
 )
 def test_bad_client_certificate_options_are_refused(query: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         RedisBrokerReader(f"rediss://127.0.0.1:6380/0?{query}")
+    # Connects to nothing: the options and files are checked when the reader is made.
     with pytest.raises(ValueError, match="need a rediss:// URL"):
         RedisBrokerReader("redis://127.0.0.1:6379/0?ssl_certfile=/c.crt")
 
@@ -567,3 +568,14 @@ def test_healthcheck_probes_the_mtls_port_with_the_servers_own_certificate(
 
     assert run(main) == [0, 1, 1, 1]
     assert capsys.readouterr().err.count("unhealthy: 127.0.0.1:") == 3
+
+
+def test_a_client_key_that_does_not_match_is_refused_naming_the_files(tmp_path: Path) -> None:
+    ca = Ca()
+    cert, _ = ca.issue("depthscale", server=False).write(tmp_path, "client")
+    _, other_key = ca.issue("other", server=False).write(tmp_path, "other")
+    url = f"rediss://127.0.0.1:6380/0?ssl_certfile={cert}&ssl_keyfile={other_key}"
+    with pytest.raises(
+        ValueError, match=f"ssl_certfile {cert} / ssl_keyfile {other_key}: KEY_VALUES"
+    ):
+        RedisBrokerReader(url)

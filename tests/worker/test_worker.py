@@ -229,3 +229,35 @@ def test_sigkill_mid_task_loses_nothing(broker: Broker, processes: Processes) ->
     assert sum(counts.values()) <= len(task_ids) + 2
     assert broker.pending("m1") == 0
     client.close()
+
+
+def test_sigterm_returns_retries_waiting_out_their_countdown(
+    broker: Broker, processes: Processes
+) -> None:
+    # No replica: every task is refused and retried with a countdown of 4-8 s, which the worker
+    # holds (reserved, unacked) while it waits.
+    port = free_port()
+    waiting = processes.worker(
+        broker, "--concurrency", "4", "--retry-base-seconds", "8", "--retry-max-seconds", "8",
+        vllm_url=f"http://127.0.0.1:{port}",
+    )  # fmt: skip
+    client = Client(broker.url, broker.backend)
+    task_ids = [client.submit("m1", chat(3)) for _ in range(4)]
+    wait_until(
+        "every task to be waiting for its retry",
+        # Received twice: the first delivery, then the retry's own message.
+        lambda: all(waiting.log().count(f"[{task_id}] received") == 2 for task_id in task_ids),
+    )
+    assert broker.pending("m1") == 0  # all four are in the worker's hands
+
+    # SIGTERM: no task is running, so the worker exits at once, and the four retries go back.
+    waiting.process.send_signal(signal.SIGTERM)
+    assert waiting.process.wait(timeout=15) == 0, waiting.log()
+    assert broker.pending("m1") == 4
+
+    standin = processes.standin(port=port)
+    processes.worker(broker, "--concurrency", "4", vllm_url=standin.url)
+    for task_id in task_ids:
+        assert client.wait(task_id, timeout_s=60)["usage"]["completion_tokens"] == 3
+    assert served(standin.log()) == dict.fromkeys(task_ids, 1)
+    client.close()

@@ -28,7 +28,7 @@ from tests.manifests.kustomize import load_documents
 
 MONITORING = MANIFESTS / "base" / "monitoring"
 ALERT_TESTS = Path(__file__).with_name("alerts_test.yaml")
-KUBE_STATE_METRICS = frozenset({"kube_deployment_status_replicas_ready"})
+KUBE_STATE_METRICS = frozenset({"kube_deployment_status_replicas_ready", "kube_node_info"})
 # What a vLLM replica's /metrics serves that the rules and the dashboard read, as scraped
 # (counters with _total, histograms as _bucket/_sum/_count): vllm/v1/metrics/loggers.py
 # (PrometheusStatLogger) and the API server's HTTP instrumentation (docs/design/metrics.md).
@@ -157,10 +157,31 @@ def test_promtool_test_rules(rules_dir: Path) -> None:
             "depthscale:gpu_fatal_xid:code",
             "GPUXidFatal",
         ),
+        # Without the reset check, a new application XID after the reset brings the fatal back.
+        (
+            "GPUXidFatal",
+            "max_over_time(depthscale:gpu_xid_cleared:timestamp_seconds[1d])",
+            "(0 * max_over_time(depthscale:gpu_xid_cleared:timestamp_seconds[1d]))",
+            "GPUXidFatal",
+        ),
+        # Without the node check, a fatal XID pages on for a day after its node is gone.
+        (
+            "GPUXidFatal",
+            'and on (Hostname)\nlabel_replace(kube_node_info, "Hostname", "$1", "node", "(.+)")',
+            "",
+            "GPUXidFatal",
+        ),
         # Counting probes (any handler) dilutes the 5xx share under the threshold.
         ("depthscale:vllm_http_5xx:ratio_rate5m", 'handler=~"/v1/.+", ', "", "VLLMServerErrors"),
     ],
-    ids=["memory-threshold", "xid-changes", "xid-fatal-sticky", "5xx-handlers"],
+    ids=[
+        "memory-threshold",
+        "xid-changes",
+        "xid-fatal-sticky",
+        "xid-fatal-reset",
+        "xid-fatal-node-gone",
+        "5xx-handlers",
+    ],
 )
 def test_promtool_test_rules_fails_when_a_rule_changes(
     rules_dir: Path, rule: str, old: str, new: str, alert: str

@@ -105,7 +105,8 @@ def load(files: TlsFiles) -> TlsMaterial:
         raise TlsError(f"--tls-cert {files.cert}: no PEM certificate in the file")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(files.cert, files.key)
+        # password "": an encrypted key fails here instead of OpenSSL prompting on a terminal.
+        context.load_cert_chain(files.cert, files.key, password="")
     except ssl.SSLError as exc:
         reason = exc.reason or str(exc)
         if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
@@ -113,7 +114,7 @@ def load(files: TlsFiles) -> TlsMaterial:
                 f"--tls-key {files.key} does not match --tls-cert {files.cert}"
             ) from None
         raise TlsError(
-            f"--tls-cert {files.cert} / --tls-key {files.key}: cannot load ({reason})"
+            f"--tls-cert {files.cert} / --tls-key {files.key}: cannot load ({reason}); an unencrypted PEM key is needed"
         ) from None
     except OSError as exc:
         raise TlsError(f"--tls-cert {files.cert} / --tls-key {files.key}: {exc.strerror}") from None

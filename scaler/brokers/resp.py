@@ -285,7 +285,8 @@ class RespPool:
                     ctx.check_hostname = False
                     ctx.verify_mode = ssl.CERT_NONE
                 if ep.cert_file is not None:
-                    ctx.load_cert_chain(ep.cert_file, ep.key_file)
+                    # An encrypted key fails instead of OpenSSL prompting on a terminal.
+                    ctx.load_cert_chain(ep.cert_file, ep.key_file, password="")
             except (OSError, ValueError):
                 if self._ssl is None:
                     raise

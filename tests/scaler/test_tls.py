@@ -29,6 +29,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from proto import externalscaler_pb2 as pb
@@ -317,6 +318,14 @@ def test_bad_tls_flags_fail_at_start_with_one_line(pki: Pki, tmp_path: Path) -> 
     unreadable.write_bytes(pki.server.key)
     unreadable.chmod(0)
     cert, key, ca = (pki.secret.path(n) for n in ("tls.crt", "tls.key", "ca.crt"))
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(
+        serialization.load_pem_private_key(pki.server.key, None).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
     not_a_ca = tmp_path / "empty.crt"
     not_a_ca.write_text("nothing here\n")
     cases = [
@@ -326,6 +335,7 @@ def test_bad_tls_flags_fail_at_start_with_one_line(pki: Pki, tmp_path: Path) -> 
         (["--tls-cert", str(cert), "--tls-key", str(tmp_path / "nope")], "--tls-key"),
         (["--tls-cert", str(cert), "--tls-key", str(other_key)], "does not match --tls-cert"),
         (["--tls-cert", str(key), "--tls-key", str(key)], "no PEM certificate"),
+        (["--tls-cert", str(cert), "--tls-key", str(encrypted)], "cannot load"),
         (["--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca", str(not_a_ca)],
          "--tls-client-ca"),
     ]  # fmt: skip

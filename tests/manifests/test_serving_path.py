@@ -259,6 +259,8 @@ def test_dcgm_exporter_on_gke_runs_privileged_and_maps_gpus_by_device_name() -> 
     assert env["DCGM_EXPORTER_KUBERNETES"] == "true"
     assert env["DCGM_EXPORTER_KUBERNETES_GPU_ID_TYPE"] == "device-name"
     assert container["securityContext"]["privileged"] is True
+    # The API rejects privileged: true together with allowPrivilegeEscalation: false.
+    assert container["securityContext"].get("allowPrivilegeEscalation", True) is True
     assert "/usr/local/nvidia" in {m["mountPath"] for m in container["volumeMounts"]}
 
 
@@ -270,6 +272,33 @@ def test_dcgm_exporter_on_eks_keeps_uuids_and_no_privilege() -> None:
     assert env["DCGM_EXPORTER_KUBERNETES"] == "true"
     assert env.get("DCGM_EXPORTER_KUBERNETES_GPU_ID_TYPE", "uid") == "uid"
     assert not container["securityContext"].get("privileged", False)
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"add": ["SYS_ADMIN"], "drop": ["ALL"]}
+
+
+def test_only_prometheus_reaches_dcgm_exporter(overlay: Overlay) -> None:
+    _, objects = overlay
+    [daemonset] = [o for o in objects if o["kind"] == "DaemonSet" and _name(o) == "dcgm-exporter"]
+    [port] = [p["containerPort"] for c in _containers(daemonset) for p in c.get("ports", [])]
+    [policy] = [
+        p
+        for p in objects
+        if p["kind"] == "NetworkPolicy"
+        and _ns(p) == _ns(daemonset)
+        and _selects(p["spec"]["podSelector"]["matchLabels"], _pod_labels(daemonset))
+    ]
+    assert policy["spec"]["ingress"] == [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                    }
+                }
+            ],
+            "ports": [{"port": port, "protocol": "TCP"}],
+        }
+    ]
 
 
 def test_node_agents_and_control_plane_outrank_the_models(overlay: Overlay) -> None:

@@ -286,3 +286,15 @@ def test_alert_jobs_are_services_a_service_monitor_scrapes() -> None:
     jobs = {j for r in _rules() for j in re.findall(r'job="([^"]+)"', r["expr"])}
     assert jobs
     assert jobs <= scraped
+
+
+def test_fatal_xids_are_the_catalogs_reset_and_reboot_codes() -> None:
+    # NVIDIA's Xid catalog: 79 (fallen off the bus) needs a node reboot; 46, 48, 64, 95, 119 and
+    # 120 a GPU reset. 13, 31 and 94 (a contained ECC error) only need the application restarted;
+    # 43, 63 and 92 need nothing: paging on them would drain healthy nodes.
+    [rule] = [r for r in _rules() if r.get("record") == "depthscale:gpu_fatal_xid:code"]
+    found = re.search(r'err_code=~"([0-9|]+)"', rule["expr"])
+    assert found, rule["expr"]
+    fatal = {int(code) for code in found[1].split("|")}
+    assert {46, 48, 64, 79, 95, 119, 120} <= fatal
+    assert not {13, 31, 43, 63, 92, 94} & fatal

@@ -30,7 +30,10 @@ case $target in
   *) echo "build_image: --target must be scaler or worker, got $target" >&2; exit 2 ;;
 esac
 
-scripts/bootstrap.sh
+# Set-up if needed (a fresh clone): the tools, and .venv's pip for the wheelhouse.
+if [ ! -x .venv/bin/python ] || ! command -v podman >/dev/null || ! command -v mmdebstrap >/dev/null; then
+  scripts/bootstrap.sh
+fi
 for tool in podman mmdebstrap; do
   command -v "$tool" >/dev/null || { echo "build_image: $tool not found (scripts/bootstrap.sh installs it as root on Debian)" >&2; exit 1; }
 done
@@ -61,6 +64,7 @@ if ! podman image exists "$base"; then
   fi
   podman import --quiet "$rootfs" "$base" >/dev/null
 fi
+base_s=$((SECONDS - started))
 
 # The wheelhouse: every file the lock files name for CPython 3.11 on this architecture, markers
 # ignored so the build's interpreter decides (python_full_version < 3.11.3 needs async-timeout).
@@ -82,14 +86,16 @@ if [ ! -d "$wheels" ]; then
   mv "$partial" "$wheels"
 fi
 
+wheels_s=$((SECONDS - started - base_s))
 echo "build_image: building $tag (target $target)" >&2
 podman build --quiet --format docker --network=host --target "$target" --tag "$tag" \
   --build-arg BASE="$base" --build-arg PIP_NO_INDEX=1 \
   --build-context wheelhouse="$wheels" . >/dev/null
 
 size=$(podman image inspect --format '{{.Size}}' "$tag")
-echo "$tag: $((size / 1000000)) MB, built in $((SECONDS - started)) s"
-podman run --rm --network=none --entrypoint python "$tag" -c '
+total_s=$((SECONDS - started))
+echo "$tag: $((size / 1000000)) MB, built in $total_s s (base $base_s s, wheels $wheels_s s, podman build $((total_s - base_s - wheels_s)) s)"
+podman run --rm --network=none --no-healthcheck --entrypoint python "$tag" -c '
 from importlib.metadata import distributions
 for name, version in sorted((d.metadata["Name"], d.version) for d in distributions()):
     print(f"  {name}=={version}")'

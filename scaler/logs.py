@@ -9,30 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from scaler.brokers.redact import REDACTED
-
-# scheme://userinfo@ — userinfo is everything up to the last '@' before the host part.
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/@]*)@")
-_PASSWORD_PARAM = re.compile(r"(?i)\b(password=)[^&\s]+")
+from scaler.brokers.redact import redact
 
 FIELDS_ATTR = "fields"
 """Pass structured fields as ``log.info(msg, extra={"fields": {...}})``."""
-
-
-def redact(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``."""
-
-    def _userinfo(match: re.Match[str]) -> str:
-        user, sep, _secret = match["userinfo"].partition(":")
-        hidden = f"{user}:{REDACTED}" if sep else REDACTED
-        return f"{match['scheme']}{hidden}@"
-
-    return _PASSWORD_PARAM.sub(rf"\g<1>{REDACTED}", _URL_USERINFO.sub(_userinfo, text))
 
 
 def _scrub(value: Any) -> Any:

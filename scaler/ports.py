@@ -17,6 +17,7 @@ from policies.types import Decision
 # queue + sep + str(step) for every step but 0, which is the bare queue name.
 DEFAULT_PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
 DEFAULT_SEP = "\x06\x16"
+DEFAULT_UNACKED_KEY = "unacked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +27,11 @@ class QueueSpec:
     queues:          Celery queue names (several per model are summed).
     priority_steps:  kombu ``priority_steps``; every step has its own Redis list.
     key_prefix:      kombu ``global_keyprefix`` ("" for none); prefixes every key.
-    sep:             kombu priority separator.
+    sep:             kombu priority separator (transport option ``sep``).
     include_unacked: also count tasks workers reserved but have not acked (the ``unacked`` hash),
                      reported as ``in_flight``.
+    unacked_key:     kombu's ``unacked_key`` transport option: the hash of reserved tasks, before
+                     the key prefix.
     """
 
     queues: tuple[str, ...]
@@ -36,6 +39,7 @@ class QueueSpec:
     key_prefix: str = ""
     sep: str = DEFAULT_SEP
     include_unacked: bool = False
+    unacked_key: str = DEFAULT_UNACKED_KEY
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,24 +20,30 @@ API server with the pod's service account, ``scaler/kube.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import re
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import click
 
 from policies.observe import REPLICA_SOURCES
-from scaler.brokers import check_broker_url, open_broker, redact_url
+from scaler.access import BrokerOptions, split_options
+from scaler.brokers import check_broker_url, open_broker
+from scaler.brokers.redact import redact_text, redact_url, secrets_of
+from scaler.brokers.resp import endpoint_from_url
 from scaler.ports import BrokerReader, StateStore
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from scaler.kube import ReplicaSource
+
+log = logging.getLogger("depthscale.serve")
 
 BROKERS_ENV = "DEPTHSCALE_BROKERS"
 STATE_ENV = "DEPTHSCALE_STATE"
@@ -50,18 +56,24 @@ class ConfigError(click.ClickException):
     """A bad flag, environment value or file line; shown as one ``Error: ...`` line, exit 1."""
 
 
+_NOT_SHOWN = "(the value is not shown: it may hold a password)"
+
+
 def parse_broker_entry(entry: str, where: str) -> tuple[str, str]:
-    """``NAME=URL`` → (name, url); ``where`` names the source in the error."""
+    """``NAME=URL`` → (name, url); ``where`` names the source in the error. An entry that does
+    not parse is never echoed: it may be a URL whose password broke its shape."""
     name, sep, url = entry.partition("=")
     name, url = name.strip(), url.strip()
-    if not sep or not url:
-        raise ConfigError(f"{where}: expected NAME=URL, got {redact_url(entry.strip())!r}")
+    if not sep or not url or "://" in name:
+        raise ConfigError(f"{where}: expected NAME=URL {_NOT_SHOWN}")
     if not _BROKER_NAME.match(name):
+        # A name is shown only when it cannot be a piece of a URL (a password may hold '=').
+        quoted = repr(name) if len(name) <= 63 and not set(name) & set(":/@%") else "(not shown)"
         raise ConfigError(
-            f"{where}: broker name {name!r} must be letters, digits, '.', '_', '-' (<= 63)"
+            f"{where}: broker name {quoted} must be letters, digits, '.', '_', '-' (<= 63)"
         )
     if "://" not in url:
-        raise ConfigError(f"{where}: broker {name!r}: {redact_url(url)!r} is not a URL")
+        raise ConfigError(f"{where}: broker {name!r}: not a URL (scheme://…) {_NOT_SHOWN}")
     return name, url
 
 
@@ -98,14 +110,51 @@ def collect_brokers(
 
 
 def check_state(value: str) -> str:
-    """``memory`` or a Redis URL."""
+    """``memory`` or a Redis URL that parses (checked without connecting)."""
     if value == "memory":
         return value
-    if urlsplit(value).scheme.lower() not in _STATE_SCHEMES:
-        raise ConfigError(
-            f"--state: expected 'memory' or a redis:// URL, got {redact_url(value)!r}"
-        )
+    scheme = value.partition("://")[0].lower() if "://" in value else ""
+    if scheme not in _STATE_SCHEMES:
+        raise ConfigError(f"--state: expected 'memory' or a redis:// URL {_NOT_SHOWN}")
+    with _url_errors("--state", value):
+        endpoint_from_url(value)
     return value
+
+
+@contextlib.contextmanager
+def _url_errors(where: str, url: str) -> Iterator[None]:
+    """Turn a URL's ValueError into one ConfigError line that cannot carry its password: the
+    URL shown is redacted on its text, and the parser's message is dropped altogether when the
+    URL holds a secret (a parser quoting a fragment of a malformed URL may quote part of it)."""
+    try:
+        yield
+    except ValueError as exc:
+        detail = redact_text(str(exc), url)
+        if any(_shares_a_piece(secret, detail) for secret in secrets_of(url)):
+            detail = "check the port, the database number and the password's percent-encoding"
+        raise ConfigError(f"{where}: {redact_url(url)}: {detail}") from None
+
+
+def _shares_a_piece(secret: str, text: str, piece: int = 4) -> bool:
+    """Whether ``text`` holds any ``piece`` characters in a row of ``secret`` (all of it when
+    shorter): a parser may quote part of a malformed URL, and so part of its password."""
+    if len(secret) <= piece:
+        return secret in text
+    return any(secret[i : i + piece] in text for i in range(len(secret) - piece + 1))
+
+
+def split_broker_options(
+    urls: Mapping[str, str],
+) -> tuple[dict[str, str], dict[str, BrokerOptions]]:
+    """The brokers' URLs without depthscale's parameters, and the options those set; every URL
+    is checked to parse for its reader, without connecting."""
+    clean: dict[str, str] = {}
+    options: dict[str, BrokerOptions] = {}
+    for name, url in urls.items():
+        with _url_errors(f"broker {name!r}", url):
+            clean[name], options[name] = split_options(url)
+            check_broker_url(clean[name])
+    return clean, options
 
 
 def check_port_free(host: str, port: int, flag: str) -> None:
@@ -122,10 +171,8 @@ def check_port_free(host: str, port: int, flag: str) -> None:
 def open_brokers(urls: Mapping[str, str], timeout_s: float) -> dict[str, BrokerReader]:
     readers: dict[str, BrokerReader] = {}
     for name, url in urls.items():
-        try:
+        with _url_errors(f"broker {name!r}", url):
             readers[name] = open_broker(url, timeout_s)
-        except ValueError as exc:
-            raise ConfigError(f"broker {name!r}: {exc}") from None
     return readers
 
 
@@ -134,7 +181,8 @@ def open_state(value: str, timeout_s: float) -> StateStore:
 
     if value == "memory":
         return MemoryStateStore()
-    return RedisStateStore(value, timeout_s=timeout_s)
+    with _url_errors("--state", value):
+        return RedisStateStore(value, timeout_s=timeout_s)
 
 
 def open_replicas(
@@ -233,6 +281,14 @@ class _OneLineErrors(click.Command):
     help="Seconds between broker reads of each StreamIsActive.",
 )
 @click.option(
+    "--trigger-idle-seconds",
+    type=click.FloatRange(min=60),
+    default=900.0,
+    show_default=True,
+    help="Seconds after which a trigger KEDA no longer asks about is forgotten: its cached "
+    "answer and its Prometheus series go.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -266,25 +322,35 @@ def serve(**options: Any) -> None:  # fmt: skip
     from scaler import logs
 
     urls = collect_brokers(options["brokers"], os.environ.get(BROKERS_ENV), options["brokers_file"])
-    for name, url in urls.items():  # every broker URL is checked before any port is bound
-        try:
-            check_broker_url(url)
-        except ValueError as exc:
-            raise ConfigError(f"broker {name!r}: {exc}") from None
+    # every broker URL is checked before any port is bound
+    urls, access = split_broker_options(urls)
     state = check_state(options["state"])
     check_port_free(options["host"], options["port"], "--port")
     if options["metrics_port"]:
         check_port_free(options["host"], options["metrics_port"], "--metrics-port")
     logs.configure(options["log_level"])
+    for name, broker_options in sorted(access.items()):
+        if broker_options.namespaces is None:
+            log.warning(
+                "broker %r is open to every namespace's ScaledObjects; add namespaces=… to its "
+                "URL to restrict it (docs/security.md)",
+                name,
+                extra={"fields": {"event": "open-broker", "broker": name}},
+            )
     try:
-        asyncio.run(_run(urls, state, options))
+        asyncio.run(_run(urls, access, state, options))
     except OSError as exc:
         raise ConfigError(str(exc)) from None
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C during shutdown
         pass
 
 
-async def _run(urls: Mapping[str, str], state: str, options: Mapping[str, Any]) -> None:
+async def _run(
+    urls: Mapping[str, str],
+    access: Mapping[str, BrokerOptions],
+    state: str,
+    options: Mapping[str, Any],
+) -> None:
     from scaler.metrics import ScalerMetrics
     from scaler.server import serve_forever
     from scaler.service import ScalerService
@@ -298,6 +364,8 @@ async def _run(urls: Mapping[str, str], state: str, options: Mapping[str, Any]) 
         broker_timeout_s=options["broker_timeout"],
         stream_poll_s=options["stream_poll_seconds"],
         metrics=metrics,
+        access=access,
+        idle_s=options["trigger_idle_seconds"],
         replicas=open_replicas(
             options["replicas_from"],
             cache_s=options["cache_seconds"],

@@ -33,15 +33,26 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from policies.observe import observe
 from policies.queue_depth import QueueDepthPolicy
+from policies.state import QueueDepthState
 from policies.types import Decision, Observation
-from scaler.metadata import MetadataError, ScalerMetadata, parse_metadata
+from scaler.access import AccessDenied, BrokerOptions
+from scaler.cache import IdleCache
+from scaler.clock import AnchoredClock
+from scaler.metadata import (
+    MetadataError,
+    ScalerMetadata,
+    check_queue_name,
+    check_size,
+    parse_metadata,
+)
 from scaler.metrics import ScalerMetrics, TriggerSeries
 from scaler.ports import BrokerReader, BrokerTimeout, BrokerUnavailable, Depth, Record, StateStore
+from scaler.state_store import StateUnavailable, StateUnreadable
 
 if TYPE_CHECKING:
     from scaler.kube import ReplicaCounts, ReplicaSource
@@ -49,15 +60,38 @@ if TYPE_CHECKING:
 log = logging.getLogger("depthscale.scaler")
 
 Clock = Callable[[], float]
-"""Returns the current time in seconds (Unix time live, anything monotonic in tests)."""
+"""Returns the current time in seconds: live, Unix time that never steps (``AnchoredClock``);
+in tests, anything monotonic."""
 
-_Key = tuple[str, str, tuple[tuple[str, str], ...]]
-"""(namespace, name, sorted metadata items): one exact request shape."""
+RequestKey = bytes
+"""A digest of (namespace, name, metadata items): one exact request shape, 16 bytes whatever
+the request's size, so no cache keeps a request's text."""
 _T = TypeVar("_T")
+
+MAX_NAMESPACE_CHARS = 63  # an RFC 1123 label (Kubernetes namespaces)
+MAX_NAME_CHARS = 253  # an RFC 1123 subdomain (Kubernetes object names)
 
 METRIC_PREFIX = "depthscale"
 _NOT_METRIC_CHARS = re.compile(r"[^a-z0-9]+")
 _READABLE_CHARS = 40
+
+
+def request_key(namespace: str, name: str, metadata: Mapping[str, str]) -> RequestKey:
+    """The digest of one request shape; length-prefixed, so no two shapes share an encoding."""
+    digest = hashlib.blake2b(digest_size=16)
+    for text in (namespace, name, *(t for item in sorted(metadata.items()) for t in item)):
+        data = text.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(4, "big"))
+        digest.update(data)
+    return digest.digest()
+
+
+def trigger_identity(metadata: ScalerMetadata) -> str:
+    """8 hex digits naming the work a trigger watches (broker, queues, key prefix): two triggers
+    of one ScaledObject keep separate state, and a threshold edit keeps its state."""
+    spec = metadata.spec
+    text = "\0".join((metadata.broker, spec.key_prefix, *spec.queues))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 def metric_name(namespace: str, name: str, model: str) -> str:
@@ -77,8 +111,10 @@ class Target:
     """One ScaledObject trigger, resolved: its parsed metadata and the names derived from it.
 
     key:       identity of this exact request shape (namespace, name, metadata) for the caches.
-    state_key: where its policy state lives in the StateStore (``namespace/name/model``), kept
-               across metadata edits so a threshold change does not forget the window.
+    state_key: where its policy state lives in the StateStore
+               (``namespace/name/model/<trigger identity>``): the identity hashes what the trigger
+               watches (broker, queues, key prefix), so two triggers of one ScaledObject keep
+               their own state, and a threshold edit keeps the window.
     """
 
     namespace: str
@@ -88,12 +124,12 @@ class Target:
     policy: QueueDepthPolicy
     metric_name: str
     state_key: str
-    key: _Key
+    key: RequestKey
     series: TriggerSeries = field(compare=False, repr=False)
 
     @property
-    def labels(self) -> tuple[str, str, str]:
-        return (self.namespace, self.name, self.model)
+    def labels(self) -> tuple[str, str, str, str]:
+        return (self.namespace, self.name, self.model, ",".join(self.metadata.spec.queues))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +154,22 @@ class StateConflict(BrokerUnavailable):
     """Compare-and-set kept losing to other scaler replicas; answered UNAVAILABLE."""
 
 
+Refusal = MetadataError | AccessDenied
+
+
 @dataclass(slots=True)
 class _Caches:
-    targets: dict[_Key, Target | MetadataError] = field(default_factory=dict)
-    evaluations: dict[_Key, Evaluation] = field(default_factory=dict)
-    evaluating: dict[_Key, asyncio.Task[Evaluation]] = field(default_factory=dict)
-    reading: dict[_Key, asyncio.Task[Depth]] = field(default_factory=dict)
-    pruned_at_s: float = 0.0
+    targets: IdleCache[RequestKey, Target | Refusal]
+    known: IdleCache[str, int]
+    evaluations: dict[RequestKey, Evaluation] = field(default_factory=dict)
+    evaluating: dict[RequestKey, asyncio.Task[Evaluation]] = field(default_factory=dict)
+    reading: dict[RequestKey, asyncio.Task[Depth]] = field(default_factory=dict)
+    swept_at_s: float | None = None
 
 
-def _settle(running: dict[_Key, asyncio.Task[_T]], key: _Key, task: asyncio.Task[_T]) -> None:
+def _settle(
+    running: dict[RequestKey, asyncio.Task[_T]], key: RequestKey, task: asyncio.Task[_T]
+) -> None:
     """Forget a finished task, marking its exception retrieved (every waiter got it)."""
     if running.get(key) is task:
         del running[key]
@@ -135,9 +177,18 @@ def _settle(running: dict[_Key, asyncio.Task[_T]], key: _Key, task: asyncio.Task
         task.exception()
 
 
-MAX_TARGETS = 50_000
-"""Parsed-metadata cache bound (entries, refused metadata included); beyond it the cache starts
-again empty."""
+MAX_TRIGGERS = 2_000
+"""Triggers (request shapes, refused ones included) kept at once; beyond it the least recently
+used is forgotten: its series leave ``/metrics`` and it is parsed again when it returns (its
+policy state lives in the state store, not here)."""
+MAX_CACHE_BYTES = 64 * 2**20
+"""Estimated bytes of the parsed-trigger cache."""
+IDLE_S = 900.0
+"""Seconds after which a trigger nobody asks about is forgotten, series included. KEDA asks
+every polling interval (30 s by default) and the HPA every 15 s, so a live trigger never idles
+this long."""
+_TARGET_BYTES = 4096  # a parsed trigger: policy, config, metadata, labelled series
+_REFUSAL_BYTES = 1024  # a refusal: its key and problem, capped by the metadata limits
 
 
 class ScalerService:
@@ -149,6 +200,12 @@ class ScalerService:
     cache_s:          seconds one evaluation answers every RPC for its trigger, > 0.
     broker_timeout_s: seconds a broker read may take before it counts as unavailable, > 0.
     stream_poll_s:    seconds between broker reads of each open StreamIsActive, > 0.
+    access:           broker name → who may use it and its kombu layout (``scaler.access``);
+                      a broker without an entry is open to every namespace, kombu's defaults.
+    idle_s:           seconds after which a trigger nobody asks about is forgotten (its parsed
+                      metadata, cached answer and Prometheus series), > 0.
+    max_triggers, max_cache_bytes: bounds on the triggers kept at once (least recently used out).
+    idle_clock:       monotonic seconds for the housekeeping above (never the policy's clock).
     cas_attempts:     compare-and-set attempts before giving up with UNAVAILABLE, >= 1.
     replicas:         where the target's ready and warming replicas come from, read once per
                       fresh evaluation; None: the policy counts on its own decisions.
@@ -159,13 +216,18 @@ class ScalerService:
         brokers: Mapping[str, BrokerReader],
         store: StateStore,
         *,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
         cache_s: float = 5.0,
         broker_timeout_s: float = 1.0,
         stream_poll_s: float = 0.5,
         cas_attempts: int = 3,
         metrics: ScalerMetrics | None = None,
         replicas: ReplicaSource | None = None,
+        access: Mapping[str, BrokerOptions] | None = None,
+        idle_s: float = IDLE_S,
+        max_triggers: int = MAX_TRIGGERS,
+        max_cache_bytes: int = MAX_CACHE_BYTES,
+        idle_clock: Clock = time.monotonic,
     ) -> None:
         for name, value in (
             ("cache_s", cache_s),
@@ -177,37 +239,67 @@ class ScalerService:
         if cas_attempts < 1:
             raise ValueError(f"cas_attempts must be >= 1, got {cas_attempts}")
         self.brokers = dict(brokers)
+        self.access = {name: (access or {}).get(name, BrokerOptions()) for name in self.brokers}
         self.store = store
-        self.clock = clock
+        self.clock: Clock = clock if clock is not None else AnchoredClock()
         self.cache_s = cache_s
         self.broker_timeout_s = broker_timeout_s
         self.stream_poll_s = stream_poll_s
         self.cas_attempts = cas_attempts
         self.metrics = metrics if metrics is not None else ScalerMetrics()
         self.replicas = replicas
-        self._caches = _Caches()
+        self.idle_s = idle_s
+        self.idle_clock = idle_clock
+        self._caches = _Caches(
+            targets=IdleCache(
+                max_entries=max_triggers,
+                max_bytes=max_cache_bytes,
+                idle_s=idle_s,
+                on_evict=self._forget,
+            ),
+            # The last decision per policy state key: what a state that went missing from the
+            # store is rebuilt from (an emptied state Redis, a record of another release).
+            known=IdleCache(max_entries=max_triggers, max_bytes=max_triggers, idle_s=4 * idle_s),
+        )
+        self._resets_logged: IdleCache[str, bool] = IdleCache(
+            max_entries=max_triggers, max_bytes=max_triggers, idle_s=4 * idle_s
+        )
 
     # --- metadata -------------------------------------------------------------------------
 
     def resolve(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Target:
-        """Parse and check one trigger; raises ``MetadataError`` naming the key at fault."""
-        key = (namespace, name, tuple(sorted(metadata.items())))
-        known = self._caches.targets.get(key)
+        """Parse and check one trigger; raises ``MetadataError`` naming the key at fault, or
+        ``AccessDenied``. Work is bounded by the request's size limits before anything else."""
+        if len(namespace) > MAX_NAMESPACE_CHARS:
+            raise MetadataError("namespace", f"longer than {MAX_NAMESPACE_CHARS} characters")
+        if len(name) > MAX_NAME_CHARS:
+            raise MetadataError("name", f"longer than {MAX_NAME_CHARS} characters")
+        check_size(metadata)
+        key = request_key(namespace, name, metadata)
+        now = self.idle_clock()
+        self._sweep(now)
+        known = self._caches.targets.get(key, now)
         if known is None:
             try:
                 known = self._resolve(namespace, name, metadata, key)
             except MetadataError as exc:
-                known = exc
-            if len(self._caches.targets) >= MAX_TARGETS:
-                self._caches.targets.clear()
-            self._caches.targets[key] = known
+                # A new exception, without the traceback whose frames hold the request.
+                known = MetadataError(exc.key, exc.problem)
+            except AccessDenied as exc:
+                known = AccessDenied(str(exc))
+            cost = _REFUSAL_BYTES if isinstance(known, Exception) else _TARGET_BYTES
+            self._caches.targets.put(key, known, cost, now)
         if isinstance(known, MetadataError):
             # The same answer for the same input, without parsing it again (a fresh exception:
             # one raised many times would keep growing its traceback).
             raise MetadataError(known.key, known.problem)
+        if isinstance(known, AccessDenied):
+            raise AccessDenied(str(known))
         return known
 
-    def _resolve(self, namespace: str, name: str, metadata: Mapping[str, str], key: _Key) -> Target:
+    def _resolve(
+        self, namespace: str, name: str, metadata: Mapping[str, str], key: RequestKey
+    ) -> Target:
         if not name:
             raise MetadataError("name", "the ScaledObject reference has no name")
         parsed = parse_metadata(metadata)
@@ -216,18 +308,59 @@ class ScalerService:
             raise MetadataError(
                 "broker", f"no broker named {parsed.broker!r} is configured (known: {known})"
             )
+        options = self.access[parsed.broker]
+        options.check(parsed.broker, namespace, parsed.spec.queues)
+        spec = replace(
+            parsed.spec,
+            sep=options.sep,
+            unacked_key=options.unacked_key,
+            priority_steps=(
+                parsed.spec.priority_steps
+                if "priorityLevels" in metadata
+                else options.priority_steps
+            ),
+            key_prefix=(
+                parsed.spec.key_prefix if "keyPrefix" in metadata else options.global_keyprefix
+            ),
+        )
+        for queue in spec.queues:
+            try:
+                check_queue_name(queue, spec.sep)
+            except ValueError as exc:
+                raise MetadataError("queues", str(exc)) from None
+        parsed = replace(parsed, spec=spec)
         model = parsed.model or name
-        return Target(
+        target = Target(
             namespace=namespace,
             name=name,
             model=model,
             metadata=parsed,
             policy=QueueDepthPolicy(parsed.config),
             metric_name=metric_name(namespace, name, model),
-            state_key=f"{namespace}/{name}/{model}",
+            state_key=f"{namespace}/{name}/{model}/{trigger_identity(parsed)}",
             key=key,
-            series=self.metrics.trigger(namespace, name, model),
+            series=self.metrics.trigger(namespace, name, model, ",".join(spec.queues)),
         )
+        return target
+
+    def _forget(self, key: RequestKey, known: Target | Refusal) -> None:
+        """A trigger left the cache (idle, or pushed out): its answers and series go with it."""
+        self._caches.evaluations.pop(key, None)
+        if isinstance(known, Target) and not any(
+            isinstance(other, Target) and other.labels == known.labels
+            for other in self._caches.targets.values()
+        ):
+            known.series.remove()
+
+    def _sweep(self, now: float) -> None:
+        """At most every minute: forget triggers idle longer than ``idle_s``."""
+        swept = self._caches.swept_at_s
+        if swept is not None and 0 <= now - swept < min(60.0, self.idle_s / 4):
+            return
+        self._caches.swept_at_s = now
+        self._caches.targets.sweep(now)
+        self._caches.known.sweep(now)
+        self._resets_logged.sweep(now)
 
     # --- broker ---------------------------------------------------------------------------
 
@@ -247,17 +380,22 @@ class ScalerService:
         try:
             async with asyncio.timeout(self.broker_timeout_s):
                 return await self.brokers[broker].read(target.metadata.spec)
-        except TimeoutError:
+        except (TimeoutError, BrokerTimeout):
             self.metrics.broker_errors.labels(broker, "timeout").inc()
             raise BrokerTimeout(
                 f"broker {broker!r}: no answer within {self.broker_timeout_s:g} s"
             ) from None
-        except BrokerTimeout:
-            self.metrics.broker_errors.labels(broker, "timeout").inc()
-            raise
-        except BrokerUnavailable:
+        except BrokerUnavailable as exc:
+            # KEDA (and the ScaledObject's author) learn the broker's name; its host, port and
+            # user stay in the scaler's own log.
             self.metrics.broker_errors.labels(broker, "unavailable").inc()
-            raise
+            log.warning(
+                "broker %r unavailable: %s",
+                broker,
+                exc,
+                extra={"fields": {"event": "broker-error", "broker": broker}},
+            )
+            raise BrokerUnavailable(f"broker {broker!r} is unavailable (see scaler logs)") from None
 
     # --- evaluation -----------------------------------------------------------------------
 
@@ -282,8 +420,52 @@ class ScalerService:
         stamp further ahead means our clock stepped back: it is stale, not fresh."""
         return -self.cache_s <= now - at_s < max_age
 
+    async def _load(self, target: Target) -> Record | None:
+        """The stored record; None when there is none or it cannot be read (counted and logged
+        once as a reset). Store errors name no host."""
+        try:
+            record = await self.store.load(target.state_key)
+        except StateUnreadable as exc:
+            self._reset(target, "unreadable", str(exc))
+            return None
+        except StateUnavailable as exc:
+            log.warning(
+                "state store unavailable: %s",
+                exc,
+                extra={"fields": {"event": "state-error", "model": target.model}},
+            )
+            raise StateUnavailable("policy state store is unavailable (see scaler logs)") from None
+        if record is None and target.state_key in self._caches.known:
+            self._reset(target, "missing", "the stored record is gone")
+        return record
+
+    def _reset(self, target: Target, reason: str, detail: str) -> None:
+        self.metrics.state_resets.labels(reason).inc()
+        now = self.idle_clock()
+        if self._resets_logged.get(target.state_key, now) is None:
+            self._resets_logged.put(target.state_key, True, 1, now)
+            log.warning(
+                "policy state of %s/%s model=%s starts afresh (%s: %s): no scale-down until it "
+                "has watched a whole window",
+                target.namespace,
+                target.name,
+                target.model,
+                reason,
+                detail,
+                extra={"fields": {"event": "state-reset", "reason": reason, "model": target.model}},
+            )
+
+    def _fresh_state(self, target: Target) -> QueueDepthState:
+        """A state that has watched nothing: from the last decision this process took for the
+        trigger when it knows one (an emptied or unreadable store), else the policy's initial
+        state. Either way no scale-down before a whole window is observed."""
+        desired = self._caches.known.get(target.state_key, self.idle_clock())
+        if desired is None:
+            return target.policy.initial_state()
+        return target.policy.warm_state(desired)
+
     async def _evaluate(self, target: Target, now: float, max_age: float) -> Evaluation:
-        record = await self.store.load(target.state_key)
+        record = await self._load(target)
         if record is not None and self._fresh(record.at_s, now, max_age):
             evaluation = self._adopt(target, record)
         else:
@@ -313,6 +495,7 @@ class ScalerService:
 
     def _adopt(self, target: Target, record: Record) -> Evaluation:
         target.series.set_desired(record.decision.desired)
+        self._caches.known.put(target.state_key, record.decision.desired, 1, self.idle_clock())
         return Evaluation(
             decision=record.decision,
             metric_target=target.policy.metric_target,
@@ -338,16 +521,17 @@ class ScalerService:
                 depth.in_flight,
                 None if counts is None else (counts.ready, counts.warming),
             )
-            state = record.state if record is not None else target.policy.initial_state()
+            state = record.state if record is not None else self._fresh_state(target)
             decision, new_state = target.policy.decide(observation, state)
             expected = record.version if record is not None else None
             if await self.store.compare_and_set(
                 target.state_key, expected, Record(new_state, decision, now)
             ):
                 self._record_decision(target, observation, decision, record)
+                self._caches.known.put(target.state_key, decision.desired, 1, self.idle_clock())
                 return Evaluation(decision, target.policy.metric_target, depth, now)
             self.metrics.state_conflicts.inc()
-            record = await self.store.load(target.state_key)
+            record = await self._load(target)
             if record is not None and self._fresh(record.at_s, now, self.cache_s):
                 return self._adopt(target, record)  # another replica just decided: answer alike
         raise StateConflict(
@@ -400,13 +584,11 @@ class ScalerService:
         )
 
     def _remember(self, target: Target, evaluation: Evaluation, now: float) -> None:
-        evaluations = self._caches.evaluations
-        evaluations[target.key] = evaluation
-        horizon = max(self.cache_s, 60.0)
-        if now - self._caches.pruned_at_s >= horizon:
-            self._caches.pruned_at_s = now
-            for key in [k for k, e in evaluations.items() if not 0 <= now - e.at_s < horizon]:
-                del evaluations[key]
+        """Keep the answer for the trigger's next RPCs (while the trigger is cached) and stamp
+        its series, so rules can tell a trigger this replica still serves from a stale one."""
+        if target.key in self._caches.targets:
+            self._caches.evaluations[target.key] = evaluation
+        target.series.set_evaluated(now)
 
     # --- activity stream ------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ back instead of seeing a made-up 0 (kedacore/keda v2.20: externalscaler.proto an
 
 - ``MetadataError`` (bad, unknown or missing key, unknown broker name) → INVALID_ARGUMENT,
   with the key named in the message;
+- ``AccessDenied`` (the namespace may not use the broker, or a queue is outside the broker's
+  allowed patterns) → PERMISSION_DENIED, naming the broker, never its location;
 - ``BrokerUnavailable`` (broker down or refusing, broker or state store not answering within the
   read deadline, state store contention) → UNAVAILABLE. A broker timeout is UNAVAILABLE as well,
   not DEADLINE_EXCEEDED: that code tells a client *its own* deadline passed, and KEDA's polling
@@ -26,9 +28,10 @@ import grpc
 
 from proto import externalscaler_pb2 as pb
 from proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.metadata import MetadataError
+from scaler.access import AccessDenied
+from scaler.metadata import MetadataError, shown
 from scaler.ports import BrokerUnavailable
-from scaler.service import MAX_TARGETS, ScalerService, Target
+from scaler.service import ScalerService, Target
 
 log = logging.getLogger("depthscale.grpc")
 
@@ -45,6 +48,8 @@ def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, MetadataError):
         where = "" if exc.key in _REQUEST_FIELDS else "scalerMetadata "
         return grpc.StatusCode.INVALID_ARGUMENT, f"{where}{exc}"
+    if isinstance(exc, AccessDenied):
+        return grpc.StatusCode.PERMISSION_DENIED, str(exc)
     if isinstance(exc, BrokerUnavailable):
         return grpc.StatusCode.UNAVAILABLE, str(exc) or type(exc).__name__
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see scaler logs"
@@ -55,7 +60,6 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
 
     def __init__(self, service: ScalerService) -> None:
         self.service = service
-        self._specs: dict[tuple[str, float], pb.GetMetricSpecResponse] = {}
 
     async def _answer(
         self,
@@ -106,19 +110,10 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             # so KEDA can build the HPA even while the broker is down.
             target = self._target(request)
             size = target.policy.metric_target
-            key = (target.metric_name, size)
-            response = self._specs.get(key)
-            if response is None:
-                spec = pb.MetricSpec(
-                    metricName=target.metric_name,
-                    targetSize=max(1, round(size)),
-                    targetSizeFloat=size,
-                )
-                response = pb.GetMetricSpecResponse(metricSpecs=[spec])
-                if len(self._specs) >= MAX_TARGETS:
-                    self._specs.clear()
-                self._specs[key] = response
-            return response
+            spec = pb.MetricSpec(
+                metricName=target.metric_name, targetSize=max(1, round(size)), targetSizeFloat=size
+            )
+            return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
         return await self._answer("GetMetricSpec", context, call)
 
@@ -130,7 +125,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             if request.metricName and request.metricName != target.metric_name:
                 raise MetadataError(
                     "metricName",
-                    f"{request.metricName!r} is not this trigger's metric "
+                    f"{shown(request.metricName)} is not this trigger's metric "
                     f"{target.metric_name!r} (see GetMetricSpec)",
                 )
             value = (await self.service.evaluate(target)).decision.metric_value
@@ -148,7 +143,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
     ) -> AsyncIterator[pb.IsActiveResponse]:
         try:
             target = self._target(request)
-        except MetadataError as exc:
+        except (MetadataError, AccessDenied) as exc:
             code, message = _status_of(exc)
             self.service.metrics.observe_rpc("StreamIsActive", code.name, 0.0)
             await _abort(context, code, message)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -25,6 +27,7 @@ from policies.state import QueueDepthState, StateError
 from policies.types import Decision, Reason
 from scaler.brokers.redact import redact_text, redact_url
 from scaler.brokers.redis import open_client
+from scaler.cache import IdleCache
 from scaler.ports import BrokerUnavailable, Record
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,12 @@ return 1
 class StateUnavailable(BrokerUnavailable):
     """The Redis holding policy state could not be read or written (the service answers
     UNAVAILABLE, as for a broker outage: no decision is better than one without history)."""
+
+
+class StateUnreadable(Exception):
+    """A stored record exists but cannot be read back: corrupt, or written by another release
+    (an older or newer state version, during a rolling upgrade). The service starts a fresh state
+    that has watched no window; the next write replaces the record."""
 
 
 def record_to_json(record: Record) -> str:
@@ -95,21 +104,37 @@ def record_from_json(text: str | bytes, version: int) -> Record:
 
 class MemoryStateStore:
     """``ports.StateStore`` in a dict. Each method runs without awaiting, so it is atomic within
-    one event loop. Records never expire (a scaler holds one per ScaledObject it serves)."""
+    one event loop. A record nobody loaded or wrote for ``idle_s`` seconds (by ``clock``) is
+    dropped, and at most ``max_records`` are kept (least recently used first out), so memory is
+    bounded whatever triggers come and go; a dropped record's trigger starts afresh if it returns,
+    as after a restart."""
 
-    def __init__(self) -> None:
-        self._records: dict[str, Record] = {}
+    def __init__(
+        self,
+        *,
+        idle_s: float = 24 * 3600.0,
+        max_records: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # ~4 KB per record at most (the policy state's bound); the byte bound follows the count.
+        self._records: IdleCache[str, Record] = IdleCache(
+            max_entries=max_records, max_bytes=max_records, idle_s=idle_s
+        )
+        self._clock = clock
 
     async def load(self, key: str) -> Record | None:
-        return self._records.get(key)
+        now = self._clock()
+        self._records.sweep(now)
+        return self._records.get(key, now)
 
     async def compare_and_set(self, key: str, expected_version: int | None, record: Record) -> bool:
-        current = self._records.get(key)
+        now = self._clock()
+        current = self._records.get(key, now)
         current_version = None if current is None else current.version
         if current_version != expected_version:
             return False
         version = 1 if expected_version is None else expected_version + 1
-        self._records[key] = Record(record.state, record.decision, record.at_s, version)
+        self._records.put(key, Record(record.state, record.decision, record.at_s, version), 1, now)
         return True
 
     async def close(self) -> None:
@@ -147,7 +172,7 @@ class RedisStateStore:
 
     async def load(self, key: str) -> Record | None:
         """The stored record, or None. A record that cannot be read back (corrupt, or written by
-        an incompatible version) is logged and reported as None; the next compare_and_set with
+        an incompatible version) raises ``StateUnreadable``; the next compare_and_set with
         ``expected_version=None`` then replaces it."""
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -160,14 +185,13 @@ class RedisStateStore:
         try:
             record = record_from_json(data if data is not None else b"", int(raw_version))
         except (StateError, ValueError) as exc:
-            log.warning("ignoring unreadable policy state at %s%s: %s", self._prefix, key, exc)
             text = (
                 raw_version.decode(errors="replace")
                 if isinstance(raw_version, bytes)
                 else raw_version
             )
             self._unreadable[key] = str(text)
-            return None
+            raise StateUnreadable(f"{self._prefix}{key}: {str(exc)[:200]}") from None
         self._unreadable.pop(key, None)
         return record
 

@@ -41,10 +41,11 @@ from redis.backoff import NoBackoff
 
 from scaler.brokers.redact import redact_text, redact_url
 from scaler.brokers.resp import RespError, RespPool, endpoint_from_url, file_stamp, pack
-from scaler.ports import BrokerTimeout, BrokerUnavailable, Depth, QueueSpec
+from scaler.ports import DEFAULT_UNACKED_KEY, BrokerTimeout, BrokerUnavailable, Depth, QueueSpec
 
-# kombu Channel.unacked_key (transport option ``unacked_key``), before the global prefix.
-UNACKED_KEY = "unacked"
+# kombu Channel.unacked_key (transport option ``unacked_key``), before the global prefix; a
+# broker's configuration may change it (QueueSpec.unacked_key).
+UNACKED_KEY = DEFAULT_UNACKED_KEY
 
 # KEYS[1]: the (prefixed) unacked hash. ARGV[1]: k, the number of queues; ARGV[2..k+1]: the queue
 # names (routing keys); ARGV[k+2..2k+1]: the same names JSON-encoded as kombu's json.dumps writes
@@ -214,7 +215,7 @@ def packed_read(spec: QueueSpec) -> tuple[bytes, int]:
     """The read's commands packed once per spec, and how many replies they bring."""
     commands = [pack("LLEN", key) for key in list_keys(spec)]
     if spec.include_unacked:
-        key = spec.key_prefix + UNACKED_KEY
+        key = spec.key_prefix + spec.unacked_key
         names = [json.dumps(queue) for queue in spec.queues]  # kombu: json.dumps, ASCII
         commands.append(pack("EVAL", COUNT_UNACKED_LUA, 1, key, len(names), *spec.queues, *names))
     return b"".join(commands), len(commands)

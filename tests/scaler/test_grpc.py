@@ -450,7 +450,12 @@ def test_metrics_endpoint_serves_the_scalers_series(redis_server: RedisServer) -
         for family in text_string_to_metric_families(run(main))
         for sample in family.samples
     }
-    trigger = (("model", "llama-8b"), ("namespace", "prod"), ("scaled_object", "llama-8b"))
+    trigger = (
+        ("model", "llama-8b"),
+        ("namespace", "prod"),
+        ("queues", ",".join(QUEUES)),
+        ("scaled_object", "llama-8b"),
+    )
 
     def value(name: str, *labels: tuple[str, str]) -> float | None:
         return samples.get((name, tuple(sorted(labels))))

@@ -53,7 +53,7 @@ def test_a_name_defined_twice_is_refused(tmp_path: Path) -> None:
         ([], {}, "no brokers configured"),
         (["--broker", "main"], {}, "--broker: expected NAME=URL"),
         (["--broker", "bad name=redis://x/0"], {}, "broker name 'bad name'"),
-        (["--broker", "main=localhost:6379"], {}, "is not a URL"),
+        (["--broker", "main=localhost:6379"], {}, "not a URL"),
         (["--broker", "main=kafka://u:hunter2@kafka:9092"], {}, "unsupported broker URL scheme"),
         (["--broker", "m=redis://x/0", "--state", "postgres://u:hunter2@db/x"], {}, "--state"),
         (["--broker", "m=redis://x/0", "--port", "http"], {}, "'--port'"),

@@ -171,15 +171,24 @@ def test_decision_follows_the_seed_rule_and_is_stored() -> None:
 # ---- errors are errors, never a made-up 0 ------------------------------------------------------
 
 
-def test_broker_down_raises_and_the_next_call_after_recovery_succeeds() -> None:
-    broker = FakeBroker(Depth(pending=60), error=BrokerUnavailable("connection refused"))
+def test_broker_down_raises_and_the_next_call_after_recovery_succeeds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = FakeBroker(
+        Depth(pending=60),
+        error=BrokerUnavailable("redis://scaler@10.1.2.3:6379/0: connection refused"),
+    )
     store = FakeStore()
     svc = service(broker, store)
 
     async def main() -> None:
         target = svc.resolve("prod", "llama-8b", META)
-        with pytest.raises(BrokerUnavailable, match="refused"):
+        # KEDA learns the broker's name; its host and user stay in the scaler's log.
+        with pytest.raises(BrokerUnavailable, match="broker 'main' is unavailable") as caught:
             await svc.evaluate(target)
+        assert "10.1.2.3" not in str(caught.value)
+        assert "scaler@" not in str(caught.value)
+        assert "connection refused" in caplog.text
         assert store.writes == 0  # no decision was taken on no data
         broker.error = None  # the broker is back; no wait for the cache interval
         assert (await svc.evaluate(target)).decision.desired == 2
@@ -356,7 +365,12 @@ def test_stream_survives_a_broker_outage() -> None:
 
 def test_decision_updates_metrics_and_logs_its_reason(caplog: pytest.LogCaptureFixture) -> None:
     svc = service(FakeBroker(Depth(pending=130, in_flight=7)))
-    labels = {"namespace": "prod", "scaled_object": "llama-8b", "model": "llama-8b"}
+    labels = {
+        "namespace": "prod",
+        "scaled_object": "llama-8b",
+        "model": "llama-8b",
+        "queues": "llama-8b,llama-8b-batch",
+    }
 
     async def main() -> None:
         await svc.evaluate(svc.resolve("prod", "llama-8b", META))

@@ -14,6 +14,7 @@ from policies.state import QueueDepthState, StateError
 from policies.types import Decision, Reason
 from scaler.ports import Record, StateStore
 from scaler.state_store import (
+    StateUnreadable,
     MemoryStateStore,
     RedisStateStore,
     StateUnavailable,
@@ -195,23 +196,27 @@ def test_records_expire_and_every_write_refreshes_the_ttl(redis_server: RedisSer
         pytest.param({"v": "four", "data": "{}"}, id="version-not-a-number"),
     ],
 )
-def test_unreadable_record_reads_as_absent_and_is_replaced(
+def test_unreadable_record_is_reported_and_then_replaced(
     redis_server: RedisServer, stored: dict[str, str]
 ) -> None:
     raw = redis.Redis.from_url(redis_server.url)
     raw.hset("depthscale:state:m", mapping=stored)
 
-    async def scenario() -> tuple[Record | None, bool, Record | None]:
+    async def scenario() -> tuple[StateUnreadable | None, bool, Record | None]:
         store = RedisStateStore(redis_server.url)
-        first = await store.load("m")
+        try:
+            await store.load("m")
+            unreadable = None
+        except StateUnreadable as exc:
+            unreadable = exc
         won = await store.compare_and_set("m", None, make_record(3, 9.0))
         after = await store.load("m")
         await store.close()
-        return first, won, after
+        return unreadable, won, after
 
-    first, won, after = run(scenario())
+    unreadable, won, after = run(scenario())
     raw.close()
-    assert first is None
+    assert unreadable is not None, "an unreadable record must be reported, not read as absent"
     assert won is True
     assert after is not None
     assert after.decision.desired == 3

@@ -96,7 +96,8 @@ def _extra_flag(model: ModelSpec, flag: str) -> str | None:
 
 def worker_concurrency(model: ModelSpec) -> int:
     """Tasks one replica's worker holds at once: the trigger's ``replicaConcurrency`` (the policy
-    sizes on it), else vLLM's ``max_num_seqs``."""
+    sizes on it), else vLLM's ``max_num_seqs`` (the trigger then carries no
+    ``replicaConcurrency``, as the simulator ran the policy without one)."""
     configured = model.policy.to_policy_config().replica_concurrency
     return configured if configured is not None else model.max_concurrency
 
@@ -147,10 +148,11 @@ def _memory_gib(model: ModelSpec) -> int:
 
 def _check_renderable(model: ModelSpec) -> None:
     where = f"models.{model.name}"
-    if model.policy.include_unacked is False:
+    if model.policy.include_unacked is not True:
         raise RenderError(
             f"{where}.policy.includeUnacked",
-            "must be true: the worker acks late, so a task in flight is only in the unacked set",
+            "must be true: the worker acks late, so a task in flight is only in the unacked set "
+            "(and the simulator counts in-flight tasks only with it)",
         )
     if worker_concurrency(model) > model.max_concurrency:
         raise RenderError(
@@ -443,8 +445,9 @@ def _behavior(rules: ScalingBehavior) -> Obj:
 
 def scaled_object(model: ModelSpec, scenario: Scenario, options: RenderOptions) -> Obj:
     """KEDA ScaledObject: external trigger to the scaler, fallback, HPA behavior from the file.
-    The worker acks late, so the scaler counts the unacked set (``includeUnacked``), and a
-    replica holds exactly as many tasks as its worker's threads (``replicaConcurrency``)."""
+    The metadata is the models file's policy block as the simulator ran it: ``includeUnacked`` is
+    true (``render`` refuses otherwise: the worker acks late), and ``replicaConcurrency``, when
+    set, is the worker's ``--concurrency``."""
     config = model.policy.to_policy_config()
     keda = scenario.control_plane.keda
     hpa = scenario.control_plane.hpa
@@ -454,8 +457,6 @@ def scaled_object(model: ModelSpec, scenario: Scenario, options: RenderOptions) 
         "queues": ",".join(model.queues),
         "model": model.name,
         **model.policy.to_metadata(),
-        "includeUnacked": "true",
-        "replicaConcurrency": str(worker_concurrency(model)),
     }
     return {
         "apiVersion": "keda.sh/v1alpha1",

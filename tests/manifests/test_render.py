@@ -142,7 +142,8 @@ def test_startup_probe_never_shorter_than_ten_minutes(tmp_path: Path) -> None:
 
 
 def test_worker_concurrency_defaults_to_vllms_batch(tmp_path: Path) -> None:
-    # Without replicaConcurrency the worker holds max_concurrency tasks, and the trigger says so.
+    # Without replicaConcurrency the worker holds max_concurrency tasks, and the trigger stays as
+    # the simulator ran the policy: without one.
     data = _example()
     del data["models"]["llama-3-8b"]["policy"]["replicaConcurrency"]
     data["models"]["llama-3-8b"]["max_concurrency"] = 40
@@ -151,7 +152,8 @@ def test_worker_concurrency_defaults_to_vllms_batch(tmp_path: Path) -> None:
     objects = _objects(out)
     [worker] = objects[("Deployment", "llama-3-8b")]["spec"]["template"]["spec"]["containers"]
     metadata = objects[("ScaledObject", "llama-3-8b")]["spec"]["triggers"][0]["metadata"]
-    assert _flag(worker["args"], "--concurrency") == metadata["replicaConcurrency"] == "40"
+    assert _flag(worker["args"], "--concurrency") == "40"
+    assert "replicaConcurrency" not in metadata
     assert metadata["includeUnacked"] == "true"
 
 
@@ -319,10 +321,14 @@ def test_an_image_without_a_digest_is_refused(tmp_path: Path) -> None:
     _fails(_render(_write(tmp_path, data), tmp_path / "out"), "vllm.image", "digest")
 
 
-def test_a_trigger_blind_to_work_in_flight_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unacked", [False, None])
+def test_a_trigger_blind_to_work_in_flight_is_refused(tmp_path: Path, unacked: bool | None) -> None:
     # The worker acks late: without includeUnacked the scaler would not see the tasks it runs.
     data = _example()
-    data["models"]["llama-3-8b"]["policy"]["includeUnacked"] = False
+    if unacked is None:
+        del data["models"]["llama-3-8b"]["policy"]["includeUnacked"]
+    else:
+        data["models"]["llama-3-8b"]["policy"]["includeUnacked"] = unacked
     _fails(
         _render(_write(tmp_path, data), tmp_path / "out"),
         "models.llama-3-8b.policy.includeUnacked",

@@ -63,6 +63,7 @@ def test_the_trigger_counts_what_the_worker_holds(overlay: Overlay) -> None:
         [worker] = spec["containers"]
         metadata = scaled["spec"]["triggers"][0]["metadata"]
         assert metadata["includeUnacked"] == "true", "a late-acked task in flight is unacked"
+        # The example sets replicaConcurrency for every model: the worker holds exactly that.
         assert _flag(worker["args"], "--concurrency") == metadata["replicaConcurrency"]
         assert _flag(worker["args"], "--queues") == metadata["queues"]
         assert _flag(worker["args"], "--model") == model.name

@@ -33,6 +33,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from policies.config import SEED
 from proto import externalscaler_pb2 as pb
 from proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.brokers.redis import RedisBrokerReader, list_keys
@@ -41,18 +42,20 @@ from scaler.local_redis import LocalRedis, LocalRedisError
 from scaler.server import start
 from scaler.service import ScalerService
 from scaler.state_store import MemoryStateStore
+from simulator.kube_defaults import KEDA_POLLING_INTERVAL_S
 
 BROKER = "demo"
 NAMESPACE = "demo"
 TICK_S = 0.25
 """Seconds between producer and worker steps."""
 
-# The policy's real-time defaults (policies/config.py SEED), divided by --speed for the demo.
-REAL_WINDOW_S = 600.0
-REAL_WARMUP_S = 300.0
-REAL_LOOKAHEAD_S = 300.0
-REAL_GROWTH_S = 120.0
-REAL_POLL_S = 30.0  # KEDA pollingInterval default
+# The real-time defaults, divided by --speed for the demo: the seed policy's (policies/config.py)
+# and KEDA's polling interval (simulator/kube_defaults.py), read from where they are defined.
+REAL_WINDOW_S = SEED.stabilization_window_s
+REAL_WARMUP_S = SEED.warmup_s
+REAL_LOOKAHEAD_S = SEED.lookahead_s
+REAL_GROWTH_S = SEED.growth_window_s
+REAL_POLL_S = KEDA_POLLING_INTERVAL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,19 +426,19 @@ def _keda_cell(row: Row) -> str:
     "--window-seconds",
     type=click.FloatRange(min=0),
     default=None,
-    help="Stabilization window, seconds (default 600 / speed).",
+    help=f"Stabilization window, seconds (default {REAL_WINDOW_S:g} / speed).",
 )
 @click.option(
     "--warmup-seconds",
     type=click.FloatRange(min=0),
     default=None,
-    help="GPU warm-up, seconds (default 300 / speed).",
+    help=f"GPU warm-up, seconds (default {REAL_WARMUP_S:g} / speed).",
 )
 @click.option(
     "--poll-seconds",
     type=click.FloatRange(min=0.1),
     default=None,
-    help="KEDA polling interval, seconds (default 30 / speed, at least 0.25).",
+    help=f"KEDA polling interval, seconds (default {REAL_POLL_S:g} / speed, at least 0.25).",
 )
 @click.option(
     "--max-replicas",

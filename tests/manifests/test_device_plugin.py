@@ -96,3 +96,17 @@ def test_a_gpu_node_without_the_label_is_not_admitted() -> None:
 
 def test_the_plugin_outranks_workloads() -> None:
     assert _values()["priorityClassName"] == "system-node-critical"
+
+
+def test_dcgm_exporter_runs_on_every_gpu_node_pool_too() -> None:
+    # The GPU metrics the alerts read come from dcgm-exporter on the same nodes.
+    objects = built("eks-karpenter")
+    [exporter] = [
+        o for o in objects if o["kind"] == "DaemonSet" and o["metadata"]["name"] == "dcgm-exporter"
+    ]
+    spec = exporter["spec"]["template"]["spec"]
+    for pool in (p for p in _node_pools() if _is_gpu_pool(p)):
+        template = pool["spec"]["template"]
+        assert _admits(spec["affinity"], dict(template["metadata"]["labels"]))
+        for taint in template["spec"]["taints"]:
+            assert _tolerates(spec["tolerations"], taint)

@@ -1,7 +1,7 @@
 """A small kustomize: just the features manifests/ uses, so the checks run without kubectl.
 
 Supported: ``resources`` (files and directories), ``components``, ``namespace``, ``images``
-(newName/newTag) and ``patches`` given inline as JSON 6902 operations with a ``target``
+(newName/newTag/digest, on init and main containers) and ``patches`` given inline as JSON 6902 operations with a ``target``
 (kind, name, labelSelector of ``key=value`` pairs). Anything else in a kustomization raises, so a
 manifest using a feature this does not model fails the tests instead of being half-built.
 ``tests/manifests/test_yaml_and_schemas.py`` checks the result against ``kubectl kustomize`` when
@@ -119,12 +119,26 @@ def _build(directory: Path) -> tuple[list[Obj], list[Obj]]:
                 obj["metadata"]["namespace"] = k["namespace"]
     for image in k.get("images", []):
         for obj in objects:
-            for container in pod_spec(obj).get("containers", []) if pod_spec(obj) else []:
-                name, _, _tag = container["image"].partition(":")
-                if name == image["name"]:
-                    new_name = image.get("newName", name)
-                    container["image"] = f"{new_name}:{image.get('newTag', _tag)}"
+            spec = pod_spec(obj) or {}
+            for container in spec.get("initContainers", []) + spec.get("containers", []):
+                container["image"] = _set_image(container["image"], image)
     return objects, []
+
+
+def _set_image(reference: str, image: Obj) -> str:
+    """kustomize's `images` transformer on one reference ``name[:tag][@digest]``: ``newName``
+    replaces the name, ``digest`` replaces tag and digest, else ``newTag`` replaces the tag."""
+    rest, _, digest = reference.partition("@")
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    name, tag = (rest[:colon], rest[colon + 1 :]) if colon > slash else (rest, "")
+    if name != image["name"]:
+        return reference
+    name = image.get("newName", name)
+    if "digest" in image:
+        return f"{name}@{image['digest']}"
+    tag = image.get("newTag", tag)
+    return name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
 
 
 def pod_spec(obj: Obj) -> Obj | None:

@@ -302,6 +302,8 @@ def _worker_container(model: ModelSpec) -> Obj:
         ],
         "resources": {"requests": dict(WORKER_RESOURCES), "limits": dict(WORKER_LIMITS)},
         "securityContext": {**restricted_container_security(), "readOnlyRootFilesystem": True},
+        # A read-only root, and a small scratch /tmp of its own (Python's tempfile, Celery).
+        "volumeMounts": [{"name": "worker-tmp", "mountPath": "/tmp"}],
     }
 
 
@@ -326,6 +328,7 @@ def _volumes(model: ModelSpec) -> list[Obj]:
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{_shm_gib(model)}Gi"}},
         cache,
         {"name": "tmp", "emptyDir": {"sizeLimit": f"{SCRATCH_GIB}Gi"}},
+        {"name": "worker-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
 
 

@@ -251,16 +251,18 @@ class RabbitMQBrokerReader:
 
     async def read(self, spec: QueueSpec) -> Depth:
         """Ready (and, if asked, unacked) messages of ``spec``'s queues, summed."""
+        # These two reach KEDA as INVALID_ARGUMENT: they say what is wrong without the broker's
+        # location (its host and user stay in the scaler's own configuration and logs).
         if spec.key_prefix:
             raise MetadataError(
-                "keyPrefix",
-                f"is kombu's Redis-only global_keyprefix; broker {self.safe_url} is RabbitMQ",
+                "keyPrefix", "is kombu's Redis-only global_keyprefix; this broker is RabbitMQ"
             )
         if spec.include_unacked and not self.counts_in_flight:
             raise MetadataError(
                 "includeUnacked",
-                f"RabbitMQ broker {self.safe_url} has no management API configured, so unacked "
-                "messages cannot be counted: add ?management=http://HOST:15672 to its URL",
+                "this RabbitMQ broker has no management API configured, so unacked messages "
+                "cannot be counted: the scaler's operator adds ?management=http://HOST:15672 to "
+                "the broker's URL",
             )
         queues = spec.queues
         try:

@@ -295,8 +295,10 @@ class RabbitMQBrokerReader:
             try:
                 ok = await channel.queue_declare(queue, passive=True)
                 healthy = True
-            except aiormq.exceptions.ChannelClosed:
+            except aiormq.exceptions.ChannelClosed as exc:
                 healthy = True  # the server closed the channel, not the connection
+                if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
+                    raise QueueNotFound(self._not_found(queue, "404 NOT_FOUND")) from None
                 raise
             finally:
                 if not healthy:  # timed out or the connection failed: start afresh next time
@@ -412,11 +414,6 @@ class RabbitMQBrokerReader:
         """One ``BrokerUnavailable`` for any failure of a read, its text free of the password."""
         if isinstance(exc, BrokerUnavailable):
             return exc
-        if isinstance(exc, MetadataError):  # pragma: no cover - raised before any I/O
-            raise exc
-        if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
-            queue = str(exc).partition("no queue ")[2].partition(" in vhost")[0].strip("'")
-            return QueueNotFound(self._not_found(queue, "404 NOT_FOUND"))
         if isinstance(exc, aiormq.exceptions.ChannelAccessRefused):
             reason = redact_text(str(exc), self._url)
             return BrokerResponseError(

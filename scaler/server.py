@@ -29,6 +29,9 @@ from scaler.tls import CertificateReloader, TlsFiles, server_credentials
 log = logging.getLogger("depthscale.server")
 
 SERVICE_NAME = externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+MAX_REQUEST_BYTES = 256 * 1024
+"""Largest gRPC request accepted: well above any metadata map within the scaler's limits
+(``scaler.metadata``: 16 KiB of characters, at most 4 bytes each in UTF-8)."""
 GRACE_S = 5.0
 """Seconds in-flight RPCs get to finish on shutdown."""
 
@@ -71,7 +74,14 @@ async def start(
     naming the flag when a TLS file cannot be used."""
     credentials, reloader = server_credentials(tls) if tls is not None else (None, None)
     # No SO_REUSEPORT: a port already in use is an error, not a silent second listener.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    # KEDA's requests are a few hundred bytes; a message beyond MAX_REQUEST_BYTES is refused by
+    # gRPC's core (RESOURCE_EXHAUSTED naming the limit) before any Python sees it.
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+        ]
+    )
     externalscaler_pb2_grpc.add_ExternalScalerServicer_to_server(
         ExternalScalerServicer(service), server
     )

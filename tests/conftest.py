@@ -165,7 +165,8 @@ def require_rabbitmq_server() -> str:
 @dataclass
 class RabbitMQNode:
     """A private RabbitMQ node on free loopback ports, with the management plugin (statistics
-    every 100 ms instead of 5 s) and a TLS listener that requires a client certificate.
+    every 100 ms instead of 5 s; HTTP and HTTPS) and a TLS listener that requires a client
+    certificate.
     ``stop``/``start`` simulate an outage; the node's data (vhosts, users, queues) survives them.
 
     ``guest``/``guest`` is an administrator (loopback only). ``tls_dir`` holds ``ca.pem``,
@@ -178,6 +179,7 @@ class RabbitMQNode:
     amqps_port: int
     http_port: int
     dist_port: int
+    https_port: int
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -242,6 +244,11 @@ class RabbitMQNode:
             "ssl_options.fail_if_no_peer_cert = true\n"
             "management.tcp.ip = 127.0.0.1\n"
             f"management.tcp.port = {self.http_port}\n"
+            "management.ssl.ip = 127.0.0.1\n"
+            f"management.ssl.port = {self.https_port}\n"
+            f"management.ssl.cacertfile = {tls / 'ca.pem'}\n"
+            f"management.ssl.certfile = {tls / 'server.pem'}\n"
+            f"management.ssl.keyfile = {tls / 'server.key'}\n"
             "collect_statistics_interval = 100\n"
         )
         for folder in ("mnesia", "log"):
@@ -323,6 +330,7 @@ def rabbitmq_node() -> Iterator[RabbitMQNode]:
             amqps_port=free_port(),
             http_port=free_port(),
             dist_port=free_port(),
+            https_port=free_port(),
         )
         node.start()
         try:

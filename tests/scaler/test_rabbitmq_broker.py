@@ -262,6 +262,23 @@ def test_reserved_tasks_are_in_flight_through_the_management_api(
     assert read(url, spec_8b) == Depth(pending=8, in_flight=0)
 
 
+def test_quorum_queues_count_the_same(rabbitmq_node: RabbitMQNode, rabbitmq_vhost: str) -> None:
+    # Celery's quorum queues (task_create_missing_queue_type, task_default_queue_type; no
+    # x-max-priority on RabbitMQ 3.x quorum queues): counted as classic queues are.
+    url = rabbitmq_node.url(rabbitmq_vhost)
+    app = rabbit_app(url, max_priority=None)
+    app.conf.task_create_missing_queue_type = "quorum"
+    publish(app, [("q", 0)] * 7)
+    info = rabbitmq_node.api("GET", f"/api/queues/{rabbitmq_vhost}/q")
+    assert info["type"] == "quorum"
+    with reserved(app, "q", 3):
+        wait_for_ready(rabbitmq_node, rabbitmq_vhost, "q", 4)
+        depth = read(url, QueueSpec(("q",), include_unacked=True))
+        ready = declared_count(app, "q")
+    assert depth == Depth(pending=ready, in_flight=3)
+    assert ready == 4
+
+
 def test_in_flight_without_a_management_api_is_a_config_error_not_zero(
     rabbitmq_node: RabbitMQNode, rabbitmq_vhost: str
 ) -> None:
@@ -578,6 +595,23 @@ def test_tls_without_the_client_certificate_the_node_requires(
     with pytest.raises(BrokerUnavailable) as info:
         read(tls_url(rabbitmq_node, client=False), QueueSpec(("q",)))
     assert not isinstance(info.value, BrokerTimeout)
+
+
+def test_the_management_api_over_https_with_the_servers_ca(
+    rabbitmq_node: RabbitMQNode, rabbitmq_vhost: str
+) -> None:
+    # Plain AMQP and an https management URL: the ssl_* options apply to the API's connection.
+    app = rabbit_app(rabbitmq_node.url(rabbitmq_vhost))
+    publish(app, [("q", 2)] * 6)
+    base = f"amqp://guest:guest@127.0.0.1:{rabbitmq_node.amqp_port}/{rabbitmq_vhost}"
+    https = f"management=https://127.0.0.1:{rabbitmq_node.https_port}"
+    ca = f"ssl_ca_certs={rabbitmq_node.tls_dir / 'ca.pem'}"
+    spec = QueueSpec(("q",), include_unacked=True)
+    with reserved(app, "q", 2):
+        wait_for_ready(rabbitmq_node, rabbitmq_vhost, "q", 4)
+        assert read(f"{base}?{https}&{ca}", spec) == Depth(pending=4, in_flight=2)
+        with pytest.raises(BrokerUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            read(f"{base}?{https}", spec)
 
 
 # ---- the URL -------------------------------------------------------------------------------------

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import time
-import tomllib
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -29,17 +26,21 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proto import externalscaler_pb2 as pb
 from proto import externalscaler_pb2_grpc as pb_grpc
-from tests.conftest import RedisServer, celery_app, free_port, publish, require_binary
+from tests.conftest import RedisServer, celery_app, free_port, publish
+from tests.image.conftest import (
+    KUBERNETES_GRACE_S,
+    ROOT,
+    RUN_AS_DEPLOYED,
+    VERSION,
+    logs,
+    podman,
+    state,
+)
 from tests.manifests.kustomize import load_documents
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[2]
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-IMAGE = f"depthscale:{VERSION}"
 DEPLOYMENT = ROOT / "manifests" / "base" / "scaler" / "deployment.yaml"
-# Kubernetes' default terminationGracePeriodSeconds, which the Deployment keeps unless it sets one.
-KUBERNETES_GRACE_S = 30
 KEDA_DEADLINE_S = 3.0
 START_DEADLINE_S = 30.0
 QUEUES = ("llama-8b", "llama-8b-batch")
@@ -51,32 +52,6 @@ META = {
 }
 
 
-# podman's settings for this host (runc, no raised ulimits), as scripts/build_image.sh uses them.
-ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "scripts" / "containers.conf")}
-
-
-def podman(*args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [require_binary("podman"), *args], capture_output=True, text=True, timeout=timeout, env=ENV
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)}: {result.stderr.strip()}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def image() -> str:
-    """The scaler image, built by the script users run (a minute the first time, then seconds)."""
-    for tool in ("podman", "runc", "mmdebstrap"):
-        require_binary(tool)
-    build = subprocess.run(
-        [str(ROOT / "scripts" / "build_image.sh"), "--tag", IMAGE],
-        capture_output=True, text=True, timeout=280, env=ENV,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stderr[-4000:]
-    return IMAGE
-
-
 @dataclass
 class Scaler:
     """A running scaler container: its name and the host ports it listens on."""
@@ -86,14 +61,10 @@ class Scaler:
     metrics_port: int
 
     def state(self) -> tuple[str, int]:
-        """(podman's status, exit code)."""
-        out = podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", self.name)
-        status, code = out.stdout.split()
-        return status, int(code)
+        return state(self.name)
 
     def logs(self) -> str:
-        out = podman("logs", self.name, check=False)
-        return out.stdout + out.stderr
+        return logs(self.name)
 
 
 def health(port: int, timeout_s: float) -> int:
@@ -105,18 +76,12 @@ def health(port: int, timeout_s: float) -> int:
 
 
 @pytest.fixture
-def scaler(image: str, redis_server: RedisServer) -> Iterator[Scaler]:
+def scaler(scaler_image: str, redis_server: RedisServer) -> Iterator[Scaler]:
     """The image running ``depthscale serve`` as the Deployment's securityContext has it run,
     once it answers SERVING."""
     running = Scaler(f"depthscale-test-{uuid.uuid4().hex[:12]}", free_port(), free_port())
     podman(
-        "run", "--detach", "--name", running.name,
-        "--network=host",
-        "--read-only", "--read-only-tmpfs=false",  # no writable /tmp, /run or /var/tmp either
-        "--user", "10001:10001",
-        "--cap-drop=ALL", "--security-opt=no-new-privileges",
-        "--no-healthcheck",  # podman's timer needs systemd; the test runs the check itself
-        image,
+        "run", "--detach", "--name", running.name, *RUN_AS_DEPLOYED, scaler_image,
         "serve", "--host", "127.0.0.1",
         "--port", str(running.port), "--metrics-port", str(running.metrics_port),
         "--broker", f"main={redis_server.url}",
@@ -153,7 +118,7 @@ def kombu_pending(url: str) -> int:
 
 
 def test_the_image_serves_keda_read_only_as_non_root(
-    scaler: Scaler, redis_server: RedisServer
+    scaler_image: str, scaler: Scaler, redis_server: RedisServer
 ) -> None:
     jobs = [(queue, priority) for queue in QUEUES for priority in (0, 3, 9) for _ in range(20)]
     publish(celery_app(redis_server.url), jobs)
@@ -195,7 +160,7 @@ def test_the_image_serves_keda_read_only_as_non_root(
 
     # The image's own HEALTHCHECK command, run inside the read-only container on the port this
     # scaler listens on (tests/manifests/test_dockerfile.py checks it names the CMD's port).
-    [inspected] = json.loads(podman("image", "inspect", IMAGE).stdout)
+    [inspected] = json.loads(podman("image", "inspect", scaler_image).stdout)
     kind, *command = inspected["Healthcheck"]["Test"]
     assert kind == "CMD"
     port_at = command.index("--port") + 1
@@ -220,7 +185,7 @@ def test_sigterm_stops_it_cleanly_within_the_pods_grace_period(scaler: Scaler) -
     assert '"event": "stop"' in scaler.logs()
 
 
-def test_the_image_holds_its_lock_file_and_no_build_tools(image: str) -> None:
+def test_the_image_holds_its_lock_file_and_no_build_tools(scaler_image: str) -> None:
     script = (
         "import importlib.metadata as m, importlib.util as u, platform\n"
         "print(platform.python_version())\n"
@@ -230,7 +195,7 @@ def test_the_image_holds_its_lock_file_and_no_build_tools(image: str) -> None:
     )
     out = podman(
         "run", "--rm", "--network=none", "--read-only", "--user", "10001:10001",
-        "--entrypoint", "python", image, "-c", script,
+        "--entrypoint", "python", scaler_image, "-c", script,
     ).stdout.splitlines()  # fmt: skip
     python, rows = out[0], [line.split() for line in out[1:]]
     assert [

@@ -22,8 +22,11 @@ from tests.manifests.kustomize import load_documents
 
 DOCKERFILE = ROOT / "Dockerfile"
 REQUIREMENTS = ROOT / "requirements"
-# Imported by grpc and redis only when installed (try/except ImportError).
-OPTIONAL_IMPORTS = frozenset({"grpcio-tools", "cryptography"})
+# Imported only when installed (try/except ImportError): by grpc and redis, and by httpx for its
+# command-line client.
+OPTIONAL_IMPORTS = frozenset({"grpcio-tools", "cryptography", "rich", "pygments"})
+# Everything `depthscale serve` may import, lazily imported modules included (the Kubernetes
+# replica source, the RabbitMQ reader, TLS).
 SERVE_MODULES = (
     "scaler.cli",
     "scaler.serve",
@@ -32,6 +35,12 @@ SERVE_MODULES = (
     "scaler.servicer",
     "scaler.state_store",
     "scaler.brokers",
+    "scaler.brokers.redis",
+    "scaler.brokers.rabbitmq",
+    "scaler.kube",
+    "scaler.metrics",
+    "scaler.logs",
+    "scaler.tls",
     "scaler.healthcheck",
 )
 

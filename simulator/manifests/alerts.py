@@ -40,13 +40,18 @@ MODEL_SERVER_COMPONENT = "model-server"
 VLLM_PORT_NAME = "http"
 
 
+# Only triggers a scaler evaluated in the last two minutes (KEDA asks every 30 s): a scaler
+# replica KEDA no longer calls keeps exporting its last values.
+FRESH = "(time() - depthscale_last_evaluation_timestamp_seconds < 120)"
+
+
 def _estimate(model: str, throughput_rps: float) -> str:
     ready = (
         f'label_replace(kube_deployment_status_replicas_ready{{deployment="{model}"}}, '
         f'"model", "$1", "deployment", "(.+)")'
     )
     return (
-        f'max by (namespace, model) (depthscale_pending_tasks{{model="{model}"}})\n'
+        f'max by (namespace, model) (depthscale_pending_tasks{{model="{model}"}} and {FRESH})\n'
         f"  / on (namespace, model)\n"
         f"({throughput_rps:g} * clamp_min(max by (namespace, model) ({ready}), 1))\n"
     )

@@ -6,6 +6,7 @@ the test published and against kombu's own passive ``queue_declare``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import os
 import signal
@@ -13,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
@@ -492,6 +493,39 @@ def test_a_frozen_node_times_out_then_the_next_read_succeeds(
 # ---- concurrency and connection reuse ----------------------------------------------------------
 
 
+def listed(node: RabbitMQNode, path: str, keep: Callable[[dict[str, Any]], bool]) -> list[str]:
+    """The names of the objects the management API lists under ``path`` that ``keep`` selects,
+    once its statistics (refreshed every 100 ms) list at least one."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = [item["name"] for item in node.api("GET", path) if keep(item)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def scaler_connections(node: RabbitMQNode, vhost: str) -> list[str]:
+    """The node's names (client address -> server address) of the readers' connections."""
+    return listed(
+        node,
+        f"/api/vhosts/{vhost}/connections",
+        lambda c: c.get("client_properties", {}).get("connection_name") == "depthscale-scaler",
+    )
+
+
+def open_connections_to(port: int) -> int:
+    """Established TCP connections to 127.0.0.1:``port``, from the kernel's table (no lag, unlike
+    the management API's statistics)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                count += remote_port == port and fields[3] == "01"  # 01: ESTABLISHED
+    return count
+
+
 def test_many_concurrent_reads_share_one_connection(
     rabbitmq_node: RabbitMQNode, rabbitmq_vhost: str
 ) -> None:
@@ -499,7 +533,7 @@ def test_many_concurrent_reads_share_one_connection(
     app = rabbit_app(url)
     publish(app, [(f"q{i}", i % 10) for i in range(20) for _ in range(i + 1)])
 
-    async def scenario() -> tuple[list[Depth], list[Depth]]:
+    async def scenario() -> tuple[list[Depth], list[Depth], int, list[str]]:
         reader = RabbitMQBrokerReader(url, timeout_s=5.0, max_channels=4)
         try:
             first = await asyncio.gather(
@@ -508,50 +542,44 @@ def test_many_concurrent_reads_share_one_connection(
             pairs = await asyncio.gather(
                 *(reader.read(QueueSpec((f"q{i % 20}", f"q{(i + 1) % 20}"))) for i in range(100))
             )
-            return list(first), list(pairs)
+            opened = open_connections_to(rabbitmq_node.amqp_port) - before
+            connections = scaler_connections(rabbitmq_node, rabbitmq_vhost)
+            channels = listed(
+                rabbitmq_node,
+                f"/api/vhosts/{rabbitmq_vhost}/channels",
+                lambda ch: ch.get("connection_details", {}).get("name") in connections,
+            )
+            return list(first), list(pairs), opened, channels
         finally:
             await reader.close()
 
-    connections_before = {c["name"] for c in rabbitmq_node.api("GET", "/api/connections")}
-    first, pairs = run(scenario())
+    before = open_connections_to(rabbitmq_node.amqp_port)
+    first, pairs, opened, channels = run(scenario())
     assert [d.pending for d in first] == [i % 20 + 1 for i in range(200)]
     assert [d.pending for d in pairs] == [i % 20 + 1 + (i + 1) % 20 + 1 for i in range(100)]
-    # The reader is closed; the node saw it connect once (its connection is gone now).
-    connections_after = {c["name"] for c in rabbitmq_node.api("GET", "/api/connections")}
-    assert connections_after <= connections_before
+    assert opened == 1  # 300 concurrent reads, one connection
+    assert 1 <= len(channels) <= 4  # and at most max_channels channels on it
 
 
 def test_reads_reuse_one_connection(rabbitmq_node: RabbitMQNode, rabbitmq_vhost: str) -> None:
     url = rabbitmq_node.url(rabbitmq_vhost)
     publish(rabbit_app(url), [("q", 0)])
 
-    def scaler_connections() -> list[str]:
-        """The node's names (client address -> server address) of the reader's connections,
-        once its statistics list at least one."""
-        deadline = time.monotonic() + 10
-        while True:
-            found = [
-                c["name"]
-                for c in rabbitmq_node.api("GET", f"/api/vhosts/{rabbitmq_vhost}/connections")
-                if c.get("client_properties", {}).get("connection_name") == "depthscale-scaler"
-            ]
-            if found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.05)
-
-    async def scenario() -> tuple[list[str], list[str]]:
+    async def scenario() -> tuple[list[str], int, int]:
         reader = RabbitMQBrokerReader(url)
         await reader.read(QueueSpec(("q",)))
-        after_one = scaler_connections()
+        named = scaler_connections(rabbitmq_node, rabbitmq_vhost)
+        after_one = open_connections_to(rabbitmq_node.amqp_port)
         for _ in range(20):
             await reader.read(QueueSpec(("q",)))
-        after_many = scaler_connections()
+        after_many = open_connections_to(rabbitmq_node.amqp_port)
         await reader.close()
-        return after_one, after_many
+        return named, after_one - before, after_many - before
 
-    after_one, after_many = run(scenario())
-    assert len(after_one) == 1
-    assert after_many == after_one  # the same TCP connection, not a new one per read
+    before = open_connections_to(rabbitmq_node.amqp_port)
+    named, after_one, after_many = run(scenario())
+    assert len(named) == 1  # the node knows it by its name
+    assert (after_one, after_many) == (1, 1)  # one connection, kept for every later read
 
 
 # ---- TLS (amqps://) ------------------------------------------------------------------------------

@@ -59,8 +59,10 @@ if ! podman image exists "$base"; then
   rootfs=$cache/base-$base_key.tar
   if [ ! -f "$rootfs" ]; then
     echo "build_image: making the base root filesystem (mmdebstrap)" >&2
-    mmdebstrap --quiet --format=tar "${base_args[@]}" "$rootfs.partial"
-    mv "$rootfs.partial" "$rootfs"
+    partial_rootfs=$rootfs.partial.$$
+    trap 'rm -f "$partial_rootfs"' EXIT
+    mmdebstrap --quiet --format=tar "${base_args[@]}" "$partial_rootfs"
+    mv "$partial_rootfs" "$rootfs"
   fi
   podman import --quiet "$rootfs" "$base" >/dev/null
 fi
@@ -76,6 +78,7 @@ wheels=$cache/wheels-$wheel_key
 if [ ! -d "$wheels" ]; then
   echo "build_image: downloading the locked wheels" >&2
   partial=$(mktemp -d "$cache/wheels.partial.XXXXXX")
+  trap 'rm -rf "$partial"' EXIT
   for lock in requirements/*.txt; do
     sed -E 's/ ; [^\\]*\\$/ \\/' "$lock" > "$partial/requirements.txt"
     .venv/bin/python -m pip download --quiet --require-hashes --no-deps --only-binary=:all: \
@@ -83,7 +86,7 @@ if [ ! -d "$wheels" ]; then
       --dest "$partial" -r "$partial/requirements.txt"
   done
   rm "$partial/requirements.txt"
-  mv "$partial" "$wheels"
+  mv -T "$partial" "$wheels" 2>/dev/null || rm -r "$partial"  # another build got there first
 fi
 
 wheels_s=$((SECONDS - started - base_s))

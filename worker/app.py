@@ -60,7 +60,6 @@ def make_app(settings: WorkerSettings) -> Celery:
     app.conf.update(worker_config(settings))
     replica = Replica(
         settings.vllm_url,
-        concurrency=settings.concurrency,
         max_generation_seconds=settings.max_generation_seconds,
         connect_timeout_seconds=settings.connect_timeout_seconds,
     )

@@ -21,6 +21,9 @@ acknowledgement; kombu's Redis transport options):
 - ``task_queues``: every consumed queue declared with ``x-max-priority`` (``worker/queues.py``).
 - ``task_track_started``: a polling client sees STARTED once a replica has the request.
 - ``broker_connection_retry_on_startup``: keep retrying a broker that is not up yet at start.
+- ``worker_cancel_long_running_tasks_on_connection_loss = False``: a thread cannot be stopped;
+  a task running when the broker connection drops finishes and stores its answer, and its
+  message, which it can no longer ack, is delivered again (at least once).
 """
 
 from __future__ import annotations
@@ -69,4 +72,5 @@ def worker_config(settings: WorkerSettings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_pool": "threads",
         "worker_concurrency": settings.concurrency,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
     }

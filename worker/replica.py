@@ -21,6 +21,8 @@ Outcomes, by what a retry can change:
 from __future__ import annotations
 
 import json
+import ssl
+import threading
 from typing import Any
 
 import httpx
@@ -100,36 +102,51 @@ def prepare(endpoint: str, body: object, model: str) -> dict[str, Any]:
 
 
 class Replica:
-    """The replica's HTTP API, shared by all of a worker's threads (httpx.Client is thread-safe;
-    its pool holds one connection per concurrent task)."""
+    """The replica's HTTP API for all of a worker's threads: each thread has its own httpx client
+    holding one keep-alive connection. A single client shared by 256 threads serialises them on
+    its pool's lock and scans every pooled connection per request (httpcore's pool is O(size)
+    per request), which cost more CPU per task than everything else in the worker together."""
 
     def __init__(
         self,
         base_url: str,
         *,
-        concurrency: int,
         max_generation_seconds: float,
         connect_timeout_seconds: float,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.Client(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(
-                max_generation_seconds,
-                connect=connect_timeout_seconds,
-                pool=max_generation_seconds,
-            ),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            transport=transport,
+        self._timeout = httpx.Timeout(
+            max_generation_seconds, connect=connect_timeout_seconds, pool=max_generation_seconds
         )
+        self._transport = transport
+        # One TLS context for every thread's client (building one costs milliseconds and memory).
+        self._tls = ssl.create_default_context()
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+        self._clients_lock = threading.Lock()
         self._max_generation_seconds = max_generation_seconds
+
+    def _client(self) -> httpx.Client:
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = httpx.Client(
+                base_url=self.base_url,
+                timeout=self._timeout,
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                transport=self._transport,
+                verify=self._tls,
+            )
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
 
     def call(self, endpoint: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
         """POST ``body`` to ``/v1/<endpoint>``; the parsed JSON answer, or a ``ReplicaError``."""
         url = f"/v1/{endpoint}"
         try:
-            response = self._client.post(url, json=body, headers={"X-Request-Id": request_id})
+            response = self._client().post(url, json=body, headers={"X-Request-Id": request_id})
         except httpx.ConnectTimeout as exc:
             raise Unavailable(f"replica {self.base_url}: connect timed out ({exc})") from None
         except httpx.TimeoutException:
@@ -161,4 +178,7 @@ class Replica:
         return answer
 
     def close(self) -> None:
-        self._client.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()

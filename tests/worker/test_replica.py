@@ -28,7 +28,6 @@ from worker.replica import (
 def replica(handler: Callable[[httpx.Request], httpx.Response]) -> Replica:
     return Replica(
         "http://vllm:8000/",
-        concurrency=4,
         max_generation_seconds=5,
         connect_timeout_seconds=1,
         transport=httpx.MockTransport(handler),

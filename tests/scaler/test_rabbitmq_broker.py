@@ -187,6 +187,9 @@ def test_vhost_names_are_percent_decoded_as_kombu_does(
         publish(app, [("q", 1)] * 3)
         assert declared_count(app, "q") == 3  # kombu reached the same vhost
         assert read(url, QueueSpec(("q",))) == Depth(pending=3)
+        # and the management API's path carries the vhost percent-encoded
+        wait_for_ready(rabbitmq_node, vhost, "q", 3)
+        assert read(url, QueueSpec(("q",), include_unacked=True)) == Depth(3, in_flight=0)
     finally:
         rabbitmq_node.delete_vhost(vhost)
 
@@ -195,10 +198,14 @@ def test_vhost_names_are_percent_decoded_as_kombu_does(
 def test_the_default_vhost_however_it_is_spelt(rabbitmq_node: RabbitMQNode, path: str) -> None:
     queue = unique("default-vhost")
     url = f"amqp://guest:guest@127.0.0.1:{rabbitmq_node.amqp_port}{path}"
+    url += f"?management={rabbitmq_node.management}"
     app = rabbit_app(url)
     try:
         publish(app, [(queue, 0)] * 2)
         assert read(url, QueueSpec((queue,))) == Depth(pending=2)
+        if path == "//":  # once (a new queue's first statistics take seconds to appear)
+            wait_for_ready(rabbitmq_node, "/", queue, 2)  # the API's path: /api/queues/%2F/...
+            assert read(url, QueueSpec((queue,), include_unacked=True)) == Depth(2, in_flight=0)
     finally:
         with app.connection() as conn:
             conn.default_channel.queue_delete(queue)
@@ -766,12 +773,16 @@ def test_a_refused_url_never_shows_its_password(password: str, junk: str) -> Non
 
 
 @contextmanager
-def management_answering(body: bytes, status: int = 200) -> Iterator[int]:
+def management_answering(
+    body: bytes, status: int = 200, paths: list[str] | None = None
+) -> Iterator[int]:
     """A port whose HTTP server answers every GET with ``status`` and ``body``: a management API
-    (or something in its place) that does not state a count."""
+    (or something in its place) that does not state a count. The paths asked for go to ``paths``."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if paths is not None:
+                paths.append(self.path)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -877,3 +888,17 @@ def test_keda_sees_rabbitmq_depth_and_a_clear_error_for_unacked_without_the_api(
     assert "includeUnacked" in details
     assert "no management API configured" in details
     assert "127.0.0.1" not in details
+
+
+def test_a_management_path_prefix_is_kept(rabbitmq_node: RabbitMQNode, rabbitmq_vhost: str) -> None:
+    # management.path_prefix (e.g. behind an ingress): the API sits under /rabbitmq/api/...
+    publish(rabbit_app(rabbitmq_node.url(rabbitmq_vhost)), [("q", 0)])
+    paths: list[str] = []
+    with management_answering(b'{"messages_unacknowledged": 4}', paths=paths) as port:
+        url = (
+            f"amqp://guest:guest@127.0.0.1:{rabbitmq_node.amqp_port}/{rabbitmq_vhost}"
+            f"?management=http://127.0.0.1:{port}/rabbitmq/"
+        )
+        depth = read(url, QueueSpec(("q",), include_unacked=True))
+    assert depth == Depth(pending=1, in_flight=4)
+    assert paths == [f"/rabbitmq/api/queues/{rabbitmq_vhost}/q"]

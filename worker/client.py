@@ -89,7 +89,12 @@ class Client:
         ``"completions"``; ``priority``: 0 (least urgent) to 9 (most urgent)."""
         if endpoint not in ENDPOINTS:
             raise SettingsError(f"endpoint: {endpoint!r} is not one of {sorted(ENDPOINTS)}")
-        [name] = parse_queues(queue if queue is not None else model, "queue")
+        if body.get("model", model) != model:
+            raise SettingsError(f"body.model: {body['model']!r} differs from model {model!r}")
+        names = parse_queues(queue if queue is not None else model, "queue")
+        if len(names) != 1:
+            raise SettingsError(f"queue: one queue name, got {len(names)}")
+        name = names[0]
         on_message = message_priority(priority, self.transport)
         self._declare(name)
         result = self.app.send_task(

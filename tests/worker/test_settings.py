@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from scaler.cli import main
 from worker.app import retry_delay_seconds
 from worker.celeryconf import transport_options, worker_config
+from worker.client import Client
 from worker.queues import (
     MAX_PRIORITY,
     REDIS_PRIORITY_STEPS,
+    TASK_NAME,
     check_priority,
     message_priority,
     redis_step,
@@ -286,3 +288,39 @@ def test_worker_command_refuses_bad_settings_in_one_line(
     assert len(lines) == 1
     assert lines[0].startswith(f"Error: {named}")
     assert "hunter2" not in result.output
+
+
+# ---- `celery -A worker.app worker`: the app from the environment alone --------------------------
+
+
+def test_the_module_level_app_is_built_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import worker.app as module
+
+    monkeypatch.setattr(module, "_app", None)
+    monkeypatch.setenv(BROKER_URL_ENV, "amqp://guest:guest@rabbit:5672//")
+    monkeypatch.setenv(RESULT_BACKEND_ENV, "redis://redis:6379/1")
+    monkeypatch.setenv("DEPTHSCALE_MODEL", "llama-8b")
+    monkeypatch.setenv("DEPTHSCALE_QUEUES", "llama-8b,llama-8b-batch")
+    monkeypatch.setenv("DEPTHSCALE_CONCURRENCY", "16")
+    app = module.app
+    assert module.celery is app  # Celery's -A looks for `app`, then `celery`
+    assert TASK_NAME in app.tasks
+    assert app.conf.worker_concurrency == 16
+    assert app.conf.worker_pool == "threads"
+    assert [q.name for q in app.conf.task_queues] == ["llama-8b", "llama-8b-batch"]
+    with pytest.raises(AttributeError):
+        _ = module.something_else
+
+
+def test_the_client_refuses_a_body_for_another_model() -> None:
+    client = Client("redis://127.0.0.1:1/0", "redis://127.0.0.1:1/1")  # never connects
+    with pytest.raises(SettingsError, match=r"^body\.model"):
+        client.submit("llama-8b", {"model": "llama-70b", "prompt": "x"}, endpoint="completions")
+    with pytest.raises(SettingsError, match=r"^priority"):
+        client.submit("llama-8b", {"prompt": "x"}, endpoint="completions", priority=10)
+    with pytest.raises(SettingsError, match=r"^endpoint"):
+        client.submit("llama-8b", {"prompt": "x"}, endpoint="embeddings")
+    with pytest.raises(SettingsError, match=r"^queue"):
+        client.submit("llama-8b", {"prompt": "x"}, queue="a,b")

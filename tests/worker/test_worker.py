@@ -183,7 +183,7 @@ def test_sigterm_drains_the_tasks_in_hand_and_leaves_the_rest_queued(
     standin = processes.standin(decode_seconds_per_token=0.1)
     first = processes.worker(broker, "--concurrency", "3", vllm_url=standin.url)
     client = Client(broker.url, broker.backend)
-    task_ids = [client.submit("m1", chat(20)) for _ in range(8)]  # 2 s each
+    task_ids = [client.submit("m1", chat(40)) for _ in range(8)]  # 4 s each
     wait_until("the replica to hold three requests", lambda: standin.gauge(
         "vllm:num_requests_running") == 3)  # fmt: skip
 
@@ -260,4 +260,27 @@ def test_sigterm_returns_retries_waiting_out_their_countdown(
     for task_id in task_ids:
         assert client.wait(task_id, timeout_s=60)["usage"]["completion_tokens"] == 3
     assert served(standin.log()) == dict.fromkeys(task_ids, 1)
+    client.close()
+
+
+def test_a_replica_dying_mid_request_loses_nothing(
+    redis_broker: Broker, processes: Processes
+) -> None:
+    port = free_port()
+    first = processes.standin(port=port, decode_seconds_per_token=0.1)
+    processes.worker(
+        redis_broker, "--concurrency", "4", "--retry-base-seconds", "0.2",
+        "--retry-max-seconds", "0.5", "--max-retries", "100", vllm_url=first.url,
+    )  # fmt: skip
+    client = Client(redis_broker.url, redis_broker.backend)
+    task_ids = [client.submit("m1", chat(30)) for _ in range(4)]  # 3 s each
+    wait_until("the replica to hold four requests", lambda: first.gauge(
+        "vllm:num_requests_running") == 4)  # fmt: skip
+
+    first.process.kill()  # the vLLM container crashes: connections reset mid-generation
+    first.process.wait(timeout=10)
+    second = processes.standin(port=port, decode_seconds_per_token=0.01)  # restarted
+    for task_id in task_ids:
+        assert client.wait(task_id, timeout_s=60)["usage"]["completion_tokens"] == 30
+    assert served(second.log()) == dict.fromkeys(task_ids, 1)
     client.close()

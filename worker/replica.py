@@ -3,9 +3,10 @@
 vLLM's OpenAI server answers ``POST /v1/completions`` and ``POST /v1/chat/completions`` with a
 JSON body (``stream`` false), an error as ``{"error": {"message": …}}`` (or FastAPI's
 ``{"detail": …}``) with a 4xx status for a bad request (400: invalid parameters; 404: a model it
-does not serve) and 5xx for its own failures (vllm/entrypoints/openai/api_server.py). It reads a
-caller's request id from the ``X-Request-Id`` header (``--enable-request-id-headers``); the
-worker sends the Celery task id there, so a replica's logs name the task.
+does not serve) and 5xx for its own failures (vllm/entrypoints/openai/api_server.py). It takes a
+caller's request id from the ``X-Request-Id`` header (``OpenAIServing._base_request_id``,
+vllm/entrypoints/openai/engine/serving.py); the worker sends the Celery task id there, so the
+replica's logs and answer ids (``cmpl-<id>``, ``chatcmpl-<id>``) name the task.
 
 Outcomes, by what a retry can change:
 

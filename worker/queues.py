@@ -19,6 +19,7 @@ brokers disagree on direction, so the number put on the message depends on the t
 from __future__ import annotations
 
 from kombu.entity import Queue
+from kombu.transport import redis as kombu_redis
 
 from worker.settings import SettingsError, Transport
 
@@ -34,8 +35,9 @@ DEFAULT_PRIORITY = 5
 # RabbitMQ refuses the second declaration (PRECONDITION_FAILED).
 QUEUE_MAX_PRIORITY = MAX_PRIORITY
 
-# kombu's default Redis ``priority_steps``; the trigger's ``priorityLevels`` must list the same.
-REDIS_PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
+# kombu's default Redis ``priority_steps`` (0, 3, 6, 9), read from kombu itself; the trigger's
+# ``priorityLevels`` must list the same.
+REDIS_PRIORITY_STEPS: tuple[int, ...] = tuple(kombu_redis.PRIORITY_STEPS)
 
 
 def check_priority(priority: int) -> int:

@@ -11,8 +11,10 @@ from typing import TypeVar
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
+from hypothesis import given
+from hypothesis import strategies as st
 
-from worker.standin import StandinConfig, make_app
+from worker.standin import BadRequest, StandinConfig, make_app, parse_request
 
 T = TypeVar("T")
 
@@ -179,3 +181,27 @@ def test_bad_requests_answer_like_vllm(
 def test_bad_config_is_refused(change: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=r"^--"):
         StandinConfig(**change)  # type: ignore[arg-type]
+
+
+@given(
+    words=st.lists(st.from_regex(r"[a-z]{1,8}", fullmatch=True), min_size=1, max_size=50),
+    max_tokens=st.integers(1, 200),
+    limit=st.integers(1, 150),
+    chat=st.booleans(),
+)
+def test_requests_count_prompt_words_and_refuse_past_the_context(
+    words: list[str], max_tokens: int, limit: int, chat: bool
+) -> None:
+    config = StandinConfig(model="m1", max_model_len=limit)
+    text = " ".join(words)
+    if chat:
+        endpoint = "chat/completions"
+        body: dict[str, object] = {"model": "m1", "max_tokens": max_tokens,
+                                   "messages": [{"role": "user", "content": text}]}  # fmt: skip
+    else:
+        endpoint, body = "completions", {"model": "m1", "max_tokens": max_tokens, "prompt": text}
+    if len(words) + max_tokens <= limit:
+        assert parse_request(endpoint, body, config) == (len(words), max_tokens)
+    else:
+        with pytest.raises(BadRequest, match=f"maximum context length is {limit} tokens"):
+            parse_request(endpoint, body, config)

@@ -310,6 +310,14 @@ class ScalerService:
             )
         options = self.access[parsed.broker]
         options.check(parsed.broker, namespace, parsed.spec.queues)
+        if parsed.spec.include_unacked and not getattr(
+            self.brokers[parsed.broker], "counts_in_flight", True
+        ):
+            raise MetadataError(
+                "includeUnacked",
+                f"broker {parsed.broker!r} has no management API configured, so tasks in flight "
+                "cannot be counted (docs/rabbitmq.md)",
+            )
         spec = replace(
             parsed.spec,
             sep=options.sep,

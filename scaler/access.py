@@ -76,6 +76,9 @@ def split_options(url: str) -> tuple[str, BrokerOptions]:
         raise ValueError("a depthscale URL parameter is given twice")
     if not ours:
         return url, BrokerOptions()
+    redis_only = sorted(set(ours) & {"sep", "priority_steps", "unacked_key", "global_keyprefix"})
+    if redis_only and parts.scheme.lower() not in ("redis", "rediss", "unix"):
+        raise ValueError(f"{redis_only[0]}: a kombu Redis transport option, not for this broker")
     rest = [(k, v) for k, v in pairs if k not in OPTION_NAMES]
     namespaces = None
     if "namespaces" in ours:

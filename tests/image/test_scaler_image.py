@@ -15,7 +15,6 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import pytest
@@ -125,9 +124,10 @@ def test_the_image_serves_keda_read_only_as_non_root(
     pending = kombu_pending(redis_server.url)
     assert pending == 2 * 3 * 20
 
-    # The process is the Deployment's user, not root.
-    pid = podman("inspect", "--format", "{{.State.Pid}}", scaler.name).stdout.strip()
-    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    # The server (the container's process 1) is the Deployment's user, not root, as the
+    # container sees it (rootless podman maps it to another UID on the host).
+    read = "print(open('/proc/1/status').read())"
+    status = podman("exec", scaler.name, "python", "-c", read).stdout.splitlines()
     [uids] = [line.split()[1:] for line in status if line.startswith("Uid:")]
     assert uids == ["10001"] * 4  # real, effective, saved, filesystem
 

@@ -11,7 +11,7 @@
 # Offline builds (scripts/build_image.sh) pass a local base (--build-arg BASE=...), a directory of
 # the locked wheels (--build-context wheelhouse=DIR) and --build-arg PIP_NO_INDEX=1.
 # tests/manifests/test_dockerfile.py lints this file and checks it against the lock files and the
-# Deployment; tests/image/ builds the scaler image and runs it.
+# Deployment; tests/image/ builds both images and runs them.
 ARG BASE=python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3
 
 # Wheels pip may install from besides the index: none, unless the build names a directory.

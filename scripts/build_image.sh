@@ -4,13 +4,13 @@
 #   scripts/build_image.sh                    # the scaler, tagged depthscale:<version>
 #   scripts/build_image.sh --target worker    # the worker, tagged depthscale-worker:<version>
 #   scripts/build_image.sh --tag NAME:TAG     # another tag
-# No registry is reached: the base is Debian's own python3 in a root filesystem made by mmdebstrap
-# from Debian's packages and imported into podman; the Python packages are the lock files'
-# (requirements/), downloaded by pip on this host into a wheelhouse the build installs from with
-# --no-index. Both are cached, keyed on their inputs (the base on its mmdebstrap arguments, the
-# wheelhouse on the lock files), and podman caches the layers, so a second run only rebuilds what
-# changed. The cache lives in $DEPTHSCALE_IMAGE_CACHE (default ~/.cache/depthscale/image); delete
-# it to fetch Debian's and the index's current files again.
+# No container registry is reached: the base is Debian's own python3 in a root filesystem made by
+# mmdebstrap from Debian's packages and imported into podman; the Python packages are the lock
+# files' (requirements/), downloaded by pip on this host into a wheelhouse the build installs from
+# with --no-index. Both are cached, keyed on their inputs (the base on its mmdebstrap arguments,
+# the wheelhouse on the lock files), and podman caches the layers, so a second run only rebuilds
+# what changed. The cache lives in $DEPTHSCALE_IMAGE_CACHE (default ~/.cache/depthscale/image);
+# to take Debian's current packages, delete it and the localhost/depthscale-base image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS

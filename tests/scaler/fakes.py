@@ -34,9 +34,17 @@ class FakeBroker:
     hang: bool = False
     reads: list[QueueSpec] = field(default_factory=list)
     closed: bool = False
+    _read_made: asyncio.Condition = field(default_factory=asyncio.Condition, repr=False)
+
+    async def wait_for_reads(self, count: int) -> None:
+        """Return once ``count`` reads have been made (each is logged before it waits)."""
+        async with self._read_made:
+            await self._read_made.wait_for(lambda: len(self.reads) >= count)
 
     async def read(self, spec: QueueSpec) -> Depth:
         self.reads.append(spec)
+        async with self._read_made:
+            self._read_made.notify_all()
         if self.gate is not None:
             await self.gate.wait()
         if self.hang:

@@ -262,8 +262,8 @@ def test_compare_and_set_loser_adopts_the_winner() -> None:
         second = asyncio.create_task(b.evaluate(b.resolve("prod", "llama-8b", META)))
         # Both have loaded "no record" and wait on their brokers (a read is logged before it
         # waits on the gate).
-        while not (broker_a.reads and broker_b.reads):
-            await asyncio.sleep(0)
+        await broker_a.wait_for_reads(1)
+        await broker_b.wait_for_reads(1)
         broker_a.gate.set()
         winner = await first
         broker_b.gate.set()
@@ -354,9 +354,7 @@ def test_stream_survives_a_broker_outage() -> None:
         assert await anext(stream) is False
         broker.error = BrokerUnavailable("down")
         next_value = asyncio.create_task(anext(stream))
-        reads = len(broker.reads)
-        while len(broker.reads) < reads + 3:  # three polls of the broker while it is down
-            await asyncio.sleep(0)
+        await broker.wait_for_reads(len(broker.reads) + 3)  # three polls while it is down
         assert not next_value.done()  # nothing is pushed while the broker is down
         broker.depth, broker.error = Depth(pending=1), None
         assert await asyncio.wait_for(next_value, timeout=5) is True

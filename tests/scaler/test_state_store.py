@@ -14,10 +14,10 @@ from policies.state import QueueDepthState, StateError
 from policies.types import Decision, Reason
 from scaler.ports import Record, StateStore
 from scaler.state_store import (
-    StateUnreadable,
     MemoryStateStore,
     RedisStateStore,
     StateUnavailable,
+    StateUnreadable,
     record_from_json,
     record_to_json,
 )

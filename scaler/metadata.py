@@ -240,7 +240,7 @@ _replicas = _int_in(0, MAX_REPLICAS)
 
 
 @dataclass(frozen=True, slots=True)
-class _Key:
+class MetadataKey:
     """One metadata key: where its parsed value goes and what it means (for docs/scaler.md)."""
 
     name: str
@@ -251,36 +251,38 @@ class _Key:
 
 
 # The declarative table. Defaults come from QueueSpec / QueueDepthConfig (the seed's rule).
-KEYS: tuple[_Key, ...] = (
-    _Key("broker", "broker", _name, required=True),
-    _Key("queues", "spec.queues", _queues, required=True),
-    _Key("model", "model", _name),
-    _Key("scaleUpPending", "config.scale_up_pending", _number_in(0, MAX_TASKS, positive=True)),
-    _Key("scaleDownPending", "config.scale_down_pending", _tasks),
-    _Key("stabilizationWindowSeconds", "config.stabilization_window_s", _seconds),
-    _Key("warmupSeconds", "config.warmup_s", _seconds),
-    _Key("lookaheadSeconds", "config.lookahead_s", _seconds),
-    _Key("growthWindowSeconds", "config.growth_window_s", _period),
-    _Key("minReplicas", "config.min_replicas", _replicas),
-    _Key("maxReplicas", "config.max_replicas", _replicas),
-    _Key("scaleDownStep", "config.scale_down_step", _int_in(1, MAX_REPLICAS)),
-    _Key("scaleDownPeriodSeconds", "config.scale_down_period_s", _period),
-    _Key("scaleUpOnInFlight", "config.scale_up_on_in_flight", _bool),
-    _Key("scaleUpFactor", "config.scale_up_factor", _number_in(1, 1000)),
-    _Key("preset", "preset", _preset),
-    _Key("replicaConcurrency", "config.replica_concurrency", _int_in(1, 1_000_000)),
-    _Key("bufferReplicas", "config.buffer_replicas", _replicas),
-    _Key("mode", "config.mode", _mode),
-    _Key("rule", "config.rule", _rule),
-    _Key("headroom", "config.headroom", _number_in(0, 100)),
-    _Key("reactToRecent", "config.react_to_recent", _bool),
-    _Key("seasonalFraction", "config.seasonal_fraction", _number_in(0, 1)),
-    _Key("seasonalPeriodsSeconds", "config.seasonal_periods_s", _periods),
-    _Key("seasonalSlotSeconds", "config.seasonal_slot_s", _number_in(60, 86400)),
-    _Key("seasonalDecay", "config.seasonal_decay", _number_in(0, 1)),
-    _Key("includeUnacked", "spec.include_unacked", _bool),
-    _Key("priorityLevels", "spec.priority_steps", _priority_levels),
-    _Key("keyPrefix", "spec.key_prefix", _key_prefix, allow_empty=True),
+KEYS: tuple[MetadataKey, ...] = (
+    MetadataKey("broker", "broker", _name, required=True),
+    MetadataKey("queues", "spec.queues", _queues, required=True),
+    MetadataKey("model", "model", _name),
+    MetadataKey(
+        "scaleUpPending", "config.scale_up_pending", _number_in(0, MAX_TASKS, positive=True)
+    ),
+    MetadataKey("scaleDownPending", "config.scale_down_pending", _tasks),
+    MetadataKey("stabilizationWindowSeconds", "config.stabilization_window_s", _seconds),
+    MetadataKey("warmupSeconds", "config.warmup_s", _seconds),
+    MetadataKey("lookaheadSeconds", "config.lookahead_s", _seconds),
+    MetadataKey("growthWindowSeconds", "config.growth_window_s", _period),
+    MetadataKey("minReplicas", "config.min_replicas", _replicas),
+    MetadataKey("maxReplicas", "config.max_replicas", _replicas),
+    MetadataKey("scaleDownStep", "config.scale_down_step", _int_in(1, MAX_REPLICAS)),
+    MetadataKey("scaleDownPeriodSeconds", "config.scale_down_period_s", _period),
+    MetadataKey("scaleUpOnInFlight", "config.scale_up_on_in_flight", _bool),
+    MetadataKey("scaleUpFactor", "config.scale_up_factor", _number_in(1, 1000)),
+    MetadataKey("preset", "preset", _preset),
+    MetadataKey("replicaConcurrency", "config.replica_concurrency", _int_in(1, 1_000_000)),
+    MetadataKey("bufferReplicas", "config.buffer_replicas", _replicas),
+    MetadataKey("mode", "config.mode", _mode),
+    MetadataKey("rule", "config.rule", _rule),
+    MetadataKey("headroom", "config.headroom", _number_in(0, 100)),
+    MetadataKey("reactToRecent", "config.react_to_recent", _bool),
+    MetadataKey("seasonalFraction", "config.seasonal_fraction", _number_in(0, 1)),
+    MetadataKey("seasonalPeriodsSeconds", "config.seasonal_periods_s", _periods),
+    MetadataKey("seasonalSlotSeconds", "config.seasonal_slot_s", _number_in(60, 86400)),
+    MetadataKey("seasonalDecay", "config.seasonal_decay", _number_in(0, 1)),
+    MetadataKey("includeUnacked", "spec.include_unacked", _bool),
+    MetadataKey("priorityLevels", "spec.priority_steps", _priority_levels),
+    MetadataKey("keyPrefix", "spec.key_prefix", _key_prefix, allow_empty=True),
 )
 _BY_NAME = {k.name: k for k in KEYS}
 _BY_FIELD = {k.target.split(".", 1)[1]: k.name for k in KEYS if "." in k.target}

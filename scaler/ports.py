@@ -51,7 +51,12 @@ class Depth:
     in_flight: int | None = None
 
 
-class BrokerUnavailable(Exception):
+class Unavailable(Exception):
+    """Something the answer needs could not be read: the broker, or the policy state. Answered
+    UNAVAILABLE, so KEDA keeps the replicas it has; never read as 0."""
+
+
+class BrokerUnavailable(Unavailable):
     """The broker could not be read (down, refused, timed out). Never read as 0 pending."""
 
 

@@ -51,7 +51,15 @@ from scaler.metadata import (
     parse_metadata,
 )
 from scaler.metrics import ScalerMetrics, TriggerSeries
-from scaler.ports import BrokerReader, BrokerTimeout, BrokerUnavailable, Depth, Record, StateStore
+from scaler.ports import (
+    BrokerReader,
+    BrokerTimeout,
+    BrokerUnavailable,
+    Depth,
+    Record,
+    StateStore,
+    Unavailable,
+)
 from scaler.state_store import StateUnavailable, StateUnreadable
 
 if TYPE_CHECKING:
@@ -150,7 +158,7 @@ class Evaluation:
     shared: bool = False
 
 
-class StateConflict(BrokerUnavailable):
+class StateConflict(Unavailable):
     """Compare-and-set kept losing to other scaler replicas; answered UNAVAILABLE."""
 
 
@@ -498,7 +506,7 @@ class ScalerService:
                 raise
             counts = await counting if counting is not None else None
             evaluation = await self._decide(target, now, depth, record, counts)
-        self._remember(target, evaluation, now)
+        self._keep_answer(target, evaluation, now)
         return evaluation
 
     def _adopt(self, target: Target, record: Record) -> Evaluation:
@@ -591,7 +599,7 @@ class ScalerService:
             },
         )
 
-    def _remember(self, target: Target, evaluation: Evaluation, now: float) -> None:
+    def _keep_answer(self, target: Target, evaluation: Evaluation, now: float) -> None:
         """Keep the answer for the trigger's next RPCs (while the trigger is cached) and stamp
         its series, so rules can tell a trigger this replica still serves from a stale one."""
         if target.key in self._caches.targets:
@@ -618,7 +626,7 @@ class ScalerService:
                     if depth.pending > 0 or (depth.in_flight or 0) > 0:
                         evaluation = await self.evaluate(target, max_age_s=0.0)
                         active = evaluation.decision.active
-            except BrokerUnavailable as exc:
+            except Unavailable as exc:
                 log.warning(
                     "StreamIsActive %s/%s: %s",
                     target.namespace,

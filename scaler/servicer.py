@@ -30,7 +30,7 @@ from proto import externalscaler_pb2 as pb
 from proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.access import AccessDenied
 from scaler.metadata import MetadataError, shown
-from scaler.ports import BrokerUnavailable
+from scaler.ports import Unavailable
 from scaler.service import ScalerService, Target
 
 log = logging.getLogger("depthscale.grpc")
@@ -50,7 +50,7 @@ def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.INVALID_ARGUMENT, f"{where}{exc}"
     if isinstance(exc, AccessDenied):
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
-    if isinstance(exc, BrokerUnavailable):
+    if isinstance(exc, Unavailable):
         return grpc.StatusCode.UNAVAILABLE, str(exc) or type(exc).__name__
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see scaler logs"
 

@@ -28,7 +28,7 @@ from policies.types import Decision, Reason
 from scaler.brokers.redact import redact_text, redact_url
 from scaler.brokers.redis import open_client
 from scaler.cache import IdleCache
-from scaler.ports import BrokerUnavailable, Record
+from scaler.ports import Record, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ return 1
 """
 
 
-class StateUnavailable(BrokerUnavailable):
+class StateUnavailable(Unavailable):
     """The Redis holding policy state could not be read or written (the service answers
     UNAVAILABLE, as for a broker outage: no decision is better than one without history)."""
 

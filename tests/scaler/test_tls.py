@@ -37,7 +37,7 @@ from proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.brokers.redis import RedisBrokerReader
 from scaler.cli import main
 from scaler.healthcheck import main as healthcheck
-from scaler.ports import BrokerUnavailable, QueueSpec
+from scaler.ports import BrokerUnavailable, QueueSpec, Unavailable
 from scaler.serve import BROKERS_ENV
 from scaler.server import RunningServer, start
 from scaler.service import ScalerService
@@ -488,7 +488,7 @@ def test_state_store_needs_the_client_certificate(tls_redis: TlsRedis) -> None:
         without = RedisStateStore(tls_redis.url(db=1), timeout_s=2.0)
         try:
             assert await with_cert.load("prod/llama-8b/llama-8b") is None
-            with pytest.raises(BrokerUnavailable):
+            with pytest.raises(Unavailable):
                 await without.load("prod/llama-8b/llama-8b")
         finally:
             await with_cert.close()
@@ -540,9 +540,9 @@ def test_a_renewed_client_certificate_is_sent_at_the_next_connection(
             # every client, so the next calls must connect again.
             secret.update({"tls.crt": stranger.cert, "tls.key": stranger.key})
             admin.client_kill_filter(_type="normal", skipme=True)
-            with contextlib.suppress(BrokerUnavailable):
+            with contextlib.suppress(Unavailable):
                 await call()  # may fail on the connection the server closed
-            with pytest.raises(BrokerUnavailable):
+            with pytest.raises(Unavailable):
                 await call()  # a new connection, presenting the certificate now in the files
             secret.update({"tls.crt": good.cert, "tls.key": good.key})
             await call()

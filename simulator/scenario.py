@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -40,8 +39,9 @@ from pydantic import (
     model_validator,
 )
 
-from policies.config import PRESETS, ConfigError, Mode, QueueDepthConfig, Rule
+from policies.config import Mode, QueueDepthConfig, Rule
 from policies.observe import ReplicasFrom
+from scaler.metadata import MetadataError, parse_metadata
 from simulator import kube_defaults as kube
 from simulator.prices import PriceTableError, lookup
 from simulator.traces.bins import LengthMix
@@ -180,22 +180,18 @@ class PolicyThresholds(_Strict):
 
     @model_validator(mode="after")
     def _valid_config(self) -> Self:
-        try:
-            self.to_policy_config()
-        except ConfigError as exc:
-            fields = type(self).model_fields
-            problem = exc.problem
-            for name, info in fields.items():
-                problem = problem.replace(name, info.alias or name)
-            raise ValueError(f"{fields[exc.field].alias or exc.field}: {problem}") from None
+        self.to_policy_config()
         return self
 
     def to_policy_config(self) -> QueueDepthConfig:
-        """The policy's config: set keys override ``QueueDepthConfig``'s defaults."""
-        values = {k: v for k, v in self.model_dump(by_alias=False).items() if v is not None}
-        base = PRESETS[values.pop("preset", "depthscale")]
-        values.pop("include_unacked", None)  # the broker read's option, not the policy's
-        return replace(base, **values)
+        """The policy's config, parsed from ``to_metadata()`` by the scaler's own metadata parser
+        (``scaler.metadata``): one parser, one set of defaults, presets and limits for the live
+        scaler and the simulated one. ValueError names the metadata key at fault."""
+        try:
+            parsed = parse_metadata({"broker": "models-file", "queues": "q", **self.to_metadata()})
+        except MetadataError as exc:
+            raise ValueError(f"{exc.key}: {exc.problem}") from None
+        return parsed.config
 
     def to_metadata(self) -> dict[str, str]:
         """The set keys as ScaledObject trigger metadata (all values strings, as KEDA sends them)."""
@@ -204,7 +200,9 @@ class PolicyThresholds(_Strict):
             if isinstance(value, Mode | Rule):
                 out[key] = value.value
             elif isinstance(value, list | tuple):
-                out[key] = ",".join(f"{float(v):g}" for v in value)
+                out[key] = ",".join(
+                    str(int(v)) if float(v).is_integer() else repr(float(v)) for v in value
+                )
             elif isinstance(value, bool):
                 out[key] = "true" if value else "false"
             elif isinstance(value, str):

@@ -39,6 +39,7 @@ def transport_options(settings: WorkerSettings) -> dict[str, Any]:
     if settings.transport is not Transport.REDIS:
         return {}
     return {
+        **prefix_options(settings.key_prefix),
         "visibility_timeout": settings.visibility_timeout_seconds,
         "unacked_restore_interval": settings.restore_interval_seconds,
         "unacked_restore_throttle": 1,
@@ -46,9 +47,16 @@ def transport_options(settings: WorkerSettings) -> dict[str, Any]:
     }
 
 
-def client_config(broker_url: str, result_backend: str) -> dict[str, Any]:
-    """What a publishing client needs: the broker, the backend and the queue arguments."""
+def prefix_options(key_prefix: str) -> dict[str, Any]:
+    """kombu's ``global_keyprefix`` transport option, when there is a prefix."""
+    return {"global_keyprefix": key_prefix} if key_prefix else {}
+
+
+def client_config(broker_url: str, result_backend: str, key_prefix: str = "") -> dict[str, Any]:
+    """What a publishing client needs: the broker (and its key prefix), the backend and the
+    queue arguments."""
     return {
+        "broker_transport_options": prefix_options(key_prefix),
         "broker_url": broker_url,
         "result_backend": result_backend,
         "task_queue_max_priority": QUEUE_MAX_PRIORITY,

@@ -108,6 +108,12 @@ def _default(field: str) -> object:
     "(default: derived from the longest generation).",
 )
 @click.option(
+    "--key-prefix",
+    envvar=ENV_VARS["key_prefix"],
+    default="",
+    help="Redis only: kombu's global_keyprefix (the trigger's keyPrefix).",
+)
+@click.option(
     "--hostname",
     default="depthscale@%h",
     show_default=True,
@@ -130,6 +136,7 @@ def worker(
     retry_max_seconds: float,
     max_retries: int,
     visibility_timeout: float | None,
+    key_prefix: str,
     hostname: str,
     loglevel: str,
 ) -> None:
@@ -154,6 +161,7 @@ def worker(
             retry_max_seconds=retry_max_seconds,
             max_retries=max_retries,
             visibility_timeout_override=visibility_timeout,
+            key_prefix=key_prefix,
         )
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None

@@ -60,10 +60,13 @@ class Client:
     """Publishes requests and reads their results. One per process; thread-safe as Celery's
     producer pool is."""
 
-    def __init__(self, broker_url: str, result_backend: str) -> None:
+    def __init__(self, broker_url: str, result_backend: str, *, key_prefix: str = "") -> None:
+        """``key_prefix``: the workers' ``--key-prefix`` (Redis only), "" for none."""
         self.transport = transport_of(broker_url, "broker_url")
+        if key_prefix and self.transport is not Transport.REDIS:
+            raise SettingsError("key_prefix: only a Redis broker has key prefixes")
         self.app = Celery("depthscale-client", set_as_current=False)
-        self.app.conf.update(client_config(broker_url, result_backend))
+        self.app.conf.update(client_config(broker_url, result_backend, key_prefix))
         self._declared: set[str] = set()
 
     def _declare(self, queue: str) -> None:

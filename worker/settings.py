@@ -109,6 +109,8 @@ class WorkerSettings:
     visibility_timeout_override: seconds a Redis broker waits for an ack before redelivering;
                              None derives it (``visibility_timeout_seconds``). When set it must
                              exceed ``minimum_visibility_seconds``.
+    key_prefix:              Redis only: kombu's ``global_keyprefix``, put before every key the
+                             broker uses (the trigger's ``keyPrefix``); "" for none.
     """
 
     broker_url: str
@@ -123,6 +125,7 @@ class WorkerSettings:
     retry_max_seconds: float = 60.0
     max_retries: int = 10
     visibility_timeout_override: float | None = None
+    key_prefix: str = ""
 
     # Margin on top of the longest hold of a message, seconds: the result write, the ack's round
     # trip and clock skew between the worker that reserved a message and the one that restores it
@@ -161,6 +164,10 @@ class WorkerSettings:
             )
         if not 0 <= self.max_retries <= 1000:
             raise SettingsError(f"--max-retries: must be 0 to 1000, got {self.max_retries}")
+        if self.key_prefix and self.transport is not Transport.REDIS:
+            raise SettingsError("--key-prefix: only a Redis broker has key prefixes")
+        if any(ch.isspace() or ch == "," for ch in self.key_prefix) or len(self.key_prefix) > 100:
+            raise SettingsError("--key-prefix: at most 100 characters, no whitespace or commas")
         override = self.visibility_timeout_override
         if override is not None and not self.minimum_visibility_seconds < override < float("inf"):
             raise SettingsError(
@@ -207,6 +214,7 @@ class WorkerSettings:
             "max_generation_seconds": self.max_generation_seconds,
             "visibility_timeout_seconds": self.visibility_timeout_seconds,
             "max_retries": self.max_retries,
+            "key_prefix": self.key_prefix,
         }
 
 
@@ -225,6 +233,7 @@ ENV_VARS: dict[str, str] = {
     "retry_max_seconds": "DEPTHSCALE_RETRY_MAX_SECONDS",
     "max_retries": "DEPTHSCALE_MAX_RETRIES",
     "visibility_timeout_override": "DEPTHSCALE_VISIBILITY_TIMEOUT",
+    "key_prefix": "DEPTHSCALE_KEY_PREFIX",
 }
 
 
@@ -248,7 +257,7 @@ def settings_from_env(env: Mapping[str, str]) -> WorkerSettings:
             values[field] = parse_queues(text, var)
         elif field in ("concurrency", "max_retries"):
             values[field] = _number(var, text, int)
-        elif field in ("broker_url", "result_backend", "model", "vllm_url"):
+        elif field in ("broker_url", "result_backend", "model", "vllm_url", "key_prefix"):
             values[field] = text
         else:
             values[field] = _number(var, text, float)

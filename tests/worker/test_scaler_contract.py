@@ -29,13 +29,14 @@ def read(broker: Broker, spec: QueueSpec) -> Depth:
     return asyncio.run(main())
 
 
+@pytest.mark.parametrize("prefix", ["", "tenant-a:"])
 def test_in_flight_is_what_the_workers_hold_and_pending_every_band(
-    redis_broker: Broker, processes: Processes
+    redis_broker: Broker, processes: Processes, prefix: str
 ) -> None:
     standin = processes.standin(decode_seconds_per_token=0.1)
     processes.worker(redis_broker, "--concurrency", "3", "--queues", "m1,m1-batch",
-                     vllm_url=standin.url)  # fmt: skip
-    client = Client(redis_broker.url, redis_broker.backend)
+                     "--key-prefix", prefix, vllm_url=standin.url)  # fmt: skip
+    client = Client(redis_broker.url, redis_broker.backend, key_prefix=prefix)
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 30}  # 3 s each
     task_ids = [
         client.submit("m1", body, priority=priority, queue=queue)
@@ -45,11 +46,16 @@ def test_in_flight_is_what_the_workers_hold_and_pending_every_band(
     wait_until("the replica to hold three requests", lambda: standin.gauge(
         "vllm:num_requests_running") == 3)  # fmt: skip
 
-    # The trigger's defaults: priorityLevels 0,3,6,9, no keyPrefix; queues as the worker's.
-    spec = QueueSpec(queues=("m1", "m1-batch"), include_unacked=True)
+    # The trigger's defaults (priorityLevels 0,3,6,9), its queues and keyPrefix as the worker's.
+    spec = QueueSpec(queues=("m1", "m1-batch"), include_unacked=True, key_prefix=prefix)
     assert read(redis_broker, spec) == Depth(pending=5, in_flight=3)
-    # kombu's own count of what waits agrees.
-    assert redis_broker.pending("m1") + redis_broker.pending("m1-batch") == 5
+    if prefix:
+        # Every key is the tenant's: nothing under the bare names.
+        bare = QueueSpec(queues=("m1", "m1-batch"), include_unacked=True)
+        assert read(redis_broker, bare) == Depth(pending=0, in_flight=0)
+    else:
+        # kombu's own count of what waits agrees.
+        assert redis_broker.pending("m1") + redis_broker.pending("m1-batch") == 5
 
     for task_id in task_ids:
         client.wait(task_id, timeout_s=60)

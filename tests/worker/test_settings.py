@@ -70,6 +70,12 @@ def test_defaults_derive_the_visibility_timeout_from_the_longest_generation() ->
     assert queue.queue_arguments == {"x-max-priority": 9}
 
 
+def test_a_key_prefix_is_kombus_global_keyprefix() -> None:
+    options = transport_options(replace(BASE, key_prefix="tenant-a:"))
+    assert options["global_keyprefix"] == "tenant-a:"
+    assert "global_keyprefix" not in transport_options(BASE)
+
+
 def test_amqp_has_no_redis_transport_options() -> None:
     amqp = replace(BASE, broker_url="amqp://guest:guest@rabbit:5672//")
     assert amqp.transport is Transport.AMQP
@@ -98,6 +104,9 @@ def test_amqp_has_no_redis_transport_options() -> None:
         ({"retry_max_seconds": 0.5}, "--retry-max-seconds"),
         ({"max_retries": -1}, "--max-retries"),
         ({"visibility_timeout_override": 600.0}, "--visibility-timeout"),
+        ({"key_prefix": "a b:"}, "--key-prefix"),
+        ({"key_prefix": "x" * 101}, "--key-prefix"),
+        ({"broker_url": "amqp://rabbit//", "key_prefix": "t:"}, "--key-prefix"),
     ],
 )
 def test_a_bad_setting_names_its_field_and_no_password(change: dict[str, Any], named: str) -> None:

@@ -6,13 +6,24 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit as _urlsplit
 
 from scaler.brokers.redact import redact_text, redact_url
 from scaler.brokers.redis import RedisBrokerReader
-from scaler.ports import BrokerReader
 
-__all__ = ["RedisBrokerReader", "check_broker_url", "open_broker", "redact_text", "redact_url"]
+if TYPE_CHECKING:
+    from scaler.ports import BrokerReader
+
+__all__ = [
+    "AMQP_SCHEMES",
+    "REDIS_SCHEMES",
+    "RedisBrokerReader",
+    "check_broker_url",
+    "open_broker",
+    "redact_text",
+    "redact_url",
+]
 
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
@@ -21,7 +32,7 @@ AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 def check_broker_url(url: str) -> None:
     """ValueError unless a reader exists for ``url``'s scheme and, for RabbitMQ, the URL's options
     parse; names the scheme or the bad part, never the password. Connects to nothing."""
-    scheme = urlsplit(url).scheme.lower()
+    scheme = _urlsplit(url).scheme.lower()
     if scheme in AMQP_SCHEMES:
         from scaler.brokers.rabbitmq import endpoint_from_url
 
@@ -43,7 +54,7 @@ def open_broker(url: str, timeout_s: float = 1.0) -> BrokerReader:
     """A reader for ``url`` (``redis://``, ``rediss://``, ``unix://``, ``amqp://``, ``amqps://``,
     ``pyamqp://``); ValueError otherwise, naming the scheme, never the password."""
     check_broker_url(url)
-    if urlsplit(url).scheme.lower() in AMQP_SCHEMES:
+    if _urlsplit(url).scheme.lower() in AMQP_SCHEMES:
         # Imported here: aiormq and httpx are needed only by a scaler with a RabbitMQ broker.
         from scaler.brokers.rabbitmq import RabbitMQBrokerReader
 

@@ -52,7 +52,7 @@ _BROKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _STATE_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
-class ConfigError(click.ClickException):
+class StartupError(click.ClickException):
     """A bad flag, environment value or file line; shown as one ``Error: ...`` line, exit 1."""
 
 
@@ -65,15 +65,15 @@ def parse_broker_entry(entry: str, where: str) -> tuple[str, str]:
     name, sep, url = entry.partition("=")
     name, url = name.strip(), url.strip()
     if not sep or not url or "://" in name:
-        raise ConfigError(f"{where}: expected NAME=URL {_NOT_SHOWN}")
+        raise StartupError(f"{where}: expected NAME=URL {_NOT_SHOWN}")
     if not _BROKER_NAME.match(name):
         # A name is shown only when it cannot be a piece of a URL (a password may hold '=').
         quoted = repr(name) if len(name) <= 63 and not set(name) & set(":/@%") else "(not shown)"
-        raise ConfigError(
+        raise StartupError(
             f"{where}: broker name {quoted} must be letters, digits, '.', '_', '-' (<= 63)"
         )
     if "://" not in url:
-        raise ConfigError(f"{where}: broker {name!r}: not a URL (scheme://…) {_NOT_SHOWN}")
+        raise StartupError(f"{where}: broker {name!r}: not a URL (scheme://…) {_NOT_SHOWN}")
     return name, url
 
 
@@ -86,7 +86,7 @@ def collect_brokers(
     def add(entry: str, where: str) -> None:
         name, url = parse_broker_entry(entry, where)
         if name in found:
-            raise ConfigError(f"{where}: broker {name!r} is already defined by {found[name][1]}")
+            raise StartupError(f"{where}: broker {name!r} is already defined by {found[name][1]}")
         found[name] = (url, where)
 
     for flag in flags:
@@ -98,12 +98,12 @@ def collect_brokers(
         try:
             lines = file.read_text().splitlines()
         except OSError as exc:
-            raise ConfigError(f"--brokers-file {file}: {exc.strerror}") from None
+            raise StartupError(f"--brokers-file {file}: {exc.strerror}") from None
         for number, line in enumerate(lines, start=1):
             if line.strip() and not line.lstrip().startswith("#"):
                 add(line, f"--brokers-file {file} line {number}")
     if not found:
-        raise ConfigError(
+        raise StartupError(
             f"no brokers configured: give --broker NAME=URL, {BROKERS_ENV} or --brokers-file"
         )
     return {name: url for name, (url, _) in found.items()}
@@ -115,7 +115,7 @@ def check_state(value: str) -> str:
         return value
     scheme = value.partition("://")[0].lower() if "://" in value else ""
     if scheme not in _STATE_SCHEMES:
-        raise ConfigError(f"--state: expected 'memory' or a redis:// URL {_NOT_SHOWN}")
+        raise StartupError(f"--state: expected 'memory' or a redis:// URL {_NOT_SHOWN}")
     with _url_errors("--state", value):
         endpoint_from_url(value)
     return value
@@ -123,7 +123,7 @@ def check_state(value: str) -> str:
 
 @contextlib.contextmanager
 def _url_errors(where: str, url: str) -> Iterator[None]:
-    """Turn a URL's ValueError into one ConfigError line that cannot carry its password: the
+    """Turn a URL's ValueError into one StartupError line that cannot carry its password: the
     URL shown is redacted on its text, and the parser's message is dropped altogether when the
     URL holds a secret (a parser quoting a fragment of a malformed URL may quote part of it)."""
     try:
@@ -132,7 +132,7 @@ def _url_errors(where: str, url: str) -> Iterator[None]:
         detail = redact_text(str(exc), url)
         if any(_shares_a_piece(secret, detail) for secret in secrets_of(url)):
             detail = "check the port, the database number and the password's percent-encoding"
-        raise ConfigError(f"{where}: {redact_url(url)}: {detail}") from None
+        raise StartupError(f"{where}: {redact_url(url)}: {detail}") from None
 
 
 def _shares_a_piece(secret: str, text: str, piece: int = 4) -> bool:
@@ -165,7 +165,7 @@ def check_port_free(host: str, port: int, flag: str) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"{flag} {port}: cannot listen on {host}: {exc.strerror}") from None
+            raise StartupError(f"{flag} {port}: cannot listen on {host}: {exc.strerror}") from None
 
 
 def open_brokers(urls: Mapping[str, str], timeout_s: float) -> dict[str, BrokerReader]:
@@ -208,7 +208,7 @@ class _OneLineErrors(click.Command):
         except click.UsageError as exc:
             if isinstance(exc, click.exceptions.NoArgsIsHelpError):
                 raise
-            raise ConfigError(exc.format_message()) from None
+            raise StartupError(exc.format_message()) from None
 
 
 @click.command(cls=_OneLineErrors)
@@ -340,7 +340,7 @@ def serve(**options: Any) -> None:  # fmt: skip
     try:
         asyncio.run(_run(urls, access, state, options))
     except OSError as exc:
-        raise ConfigError(str(exc)) from None
+        raise StartupError(str(exc)) from None
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C during shutdown
         pass
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from proto import externalscaler_pb2 as pb
 from proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.cli import main
-from scaler.serve import BROKERS_ENV, ConfigError, collect_brokers
+from scaler.serve import BROKERS_ENV, StartupError, collect_brokers
 from tests.conftest import RedisServer, free_port
 
 
@@ -38,12 +38,12 @@ def test_brokers_merge_from_flags_env_and_file(tmp_path: Path) -> None:
 def test_file_errors_name_the_line(tmp_path: Path) -> None:
     file = tmp_path / "brokers"
     file.write_text("main=redis://a:6379/0\n\nnot a pair\n")
-    with pytest.raises(ConfigError, match=r"line 3: expected NAME=URL"):
+    with pytest.raises(StartupError, match=r"line 3: expected NAME=URL"):
         collect_brokers([], None, file)
 
 
 def test_a_name_defined_twice_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"'main' is already defined by --broker"):
+    with pytest.raises(StartupError, match=r"'main' is already defined by --broker"):
         collect_brokers(["main=redis://a/0"], "main=redis://b/0", None)
 
 

@@ -17,6 +17,7 @@ import click
 from simulator.manifests import (
     DEFAULT_BROKER,
     DEFAULT_NAMESPACE,
+    DEFAULT_PROMETHEUS_ADDRESS,
     DEFAULT_SCALER_ADDRESS,
     RenderError,
     RenderOptions,
@@ -89,10 +90,28 @@ def write_tree(files: dict[str, str], out: Path) -> None:
     show_default=True,
     help="host:port of the scaler's gRPC Service.",
 )
-def render(models_file: Path, out: Path, namespace: str, broker: str, scaler_address: str) -> None:
+@click.option(
+    "--prometheus-address",
+    default=DEFAULT_PROMETHEUS_ADDRESS,
+    show_default=True,
+    help="URL of the Prometheus that scrapes vLLM (the online trigger's serverAddress).",
+)
+def render(
+    models_file: Path,
+    out: Path,
+    namespace: str,
+    broker: str,
+    scaler_address: str,
+    prometheus_address: str,
+) -> None:
     """Write vLLM Deployment + Service + ScaledObject per model, the gateway's routes, warm GPU
     buffers and the node pools of each cloud from MODELS_FILE into DIR."""
-    options = RenderOptions(namespace=namespace, broker=broker, scaler_address=scaler_address)
+    options = RenderOptions(
+        namespace=namespace,
+        broker=broker,
+        scaler_address=scaler_address,
+        prometheus_address=prometheus_address,
+    )
     try:
         scenario = load_scenario(models_file)
         files = render_tree(scenario, models_file.name, options)

@@ -62,6 +62,24 @@ class Totals:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteWaits:
+    """The waits of one route's requests of one model: ``celery`` (tasks through the broker) or
+    ``online`` (through the gateway straight to vLLM, waiting inside it for a slot).
+
+    requests:       requests of this route that arrived.
+    served:         those whose service started before the end of the run.
+    wait_s:         queue wait of the served ones, seconds.
+    slo_attainment: share of the route's requests (unserved count as misses) waiting <= the
+                    scenario's SLO, 0..1.
+    """
+
+    requests: int
+    served: int
+    wait_s: WaitStats
+    slo_attainment: float
+
+
+@dataclass(frozen=True, slots=True)
 class Series:
     """Time series for one model sampled on the control grid (every ``step_s`` seconds).
 
@@ -91,6 +109,7 @@ class PolicyResult:
     per_model:        model name -> its figures.
     series:           model name -> its time series.
     reasons:          decision reason value -> count (the policy's own reasons).
+    routes:           model served online -> route (``celery``, ``online``) -> its waits.
 
     Savings against the time-based baselines are not stored here: ``savings_table`` computes
     them from the costs.
@@ -102,6 +121,7 @@ class PolicyResult:
     per_model: dict[str, Totals]
     series: dict[str, Series]
     reasons: dict[str, int] = field(default_factory=dict)
+    routes: dict[str, dict[str, RouteWaits]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

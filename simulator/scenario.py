@@ -214,6 +214,29 @@ class PolicyThresholds(_Strict):
         return out
 
 
+class Online(_Strict):
+    """Traffic clients send through the gateway straight to vLLM, never through Celery.
+
+    Online requests are not tasks: the scaler never counts them. A model served online gets a
+    second ScaledObject trigger, KEDA's ``prometheus`` scaler on vLLM's own gauges
+    (``vllm:num_requests_running + vllm:num_requests_waiting`` summed over the model's pods,
+    ``metricType: AverageValue``), and keeps at least one replica (docs/online.md).
+
+    share:              share of the model's requests that arrive online, in [0, 1]; 0 (the
+                        default) = none: no second trigger, and the model may scale to zero.
+    target_per_replica: the prometheus trigger's ``threshold``: requests running or waiting in
+                        vLLM per replica, > 0. None = the replica's ``max_concurrency`` × the
+                        file's ``target_utilization``, rounded down (at least 1).
+    trigger:            false simulates the online traffic with no trigger seeing it (the
+                        deployment before this trigger existed), to measure what the trigger
+                        buys; ``render`` refuses it.
+    """
+
+    share: float = Field(0.0, ge=0, le=1)
+    target_per_replica: PositiveFloat | None = None
+    trigger: bool = True
+
+
 class ModelSpec(_Strict):
     """One served model: its Celery queues, its replicas and how they scale.
 
@@ -227,6 +250,8 @@ class ModelSpec(_Strict):
     service:          service-time model (ignored for requests with a measured ``service_s``).
     startup_s:        pod start-up, seconds (image pull + weight load) once a node is ready.
     policy:           the depthscale policy's thresholds for this model.
+    online:           the share of its traffic sent online, through the gateway (``Online``);
+                      a model served online keeps ``policy.minReplicas`` >= 1 (unset: 1).
     extra_args:       extra vLLM command-line arguments for the manifests.
 
     The manifests alone read these (the simulator does not):
@@ -255,6 +280,7 @@ class ModelSpec(_Strict):
     service: ServiceModel = ServiceModel()
     startup_s: Range = Range(low=60.0, high=180.0)
     policy: PolicyThresholds = Field(default_factory=lambda: PolicyThresholds.model_validate({}))
+    online: Online = Field(default_factory=lambda: Online.model_validate({}))
     extra_args: tuple[str, ...] = ()
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     max_model_len: int = Field(8192, ge=1)
@@ -293,7 +319,26 @@ class ModelSpec(_Strict):
                 (self.name,) if self.served_model == self.name else (self.name, self.served_model)
             )
             object.__setattr__(self, "trace_models", names)
+        if self.online.share > 0:
+            # The gateway cannot wake a model at zero replicas: it answers 502.
+            floor = self.policy.min_replicas
+            if floor is not None and floor < 1:
+                raise ValueError(
+                    f"policy.minReplicas: must be >= 1 for a model served online "
+                    f"(online.share {self.online.share:g}): the gateway cannot wake a model at "
+                    f"zero replicas, got {floor}"
+                )
+            if floor is None:
+                policy = PolicyThresholds.model_validate(
+                    {**self.policy.model_dump(by_alias=True, exclude_none=True), "minReplicas": 1}
+                )
+                object.__setattr__(self, "policy", policy)
         return self
+
+    @property
+    def served_online(self) -> bool:
+        """Some of its traffic arrives through the gateway (``online.share`` > 0)."""
+        return self.online.share > 0
 
 
 class WarmBuffer(_Strict):
@@ -427,6 +472,21 @@ class Hpa(_Strict):
     scale_down: ScalingBehavior = Field(default_factory=_default_scale_down, alias="scaleDown")
 
 
+class Prometheus(_Strict):
+    """The Prometheus of the monitoring stack, as the online trigger reads vLLM's gauges there.
+
+    scrape_interval_s: seconds between two scrapes of each vLLM replica's ``/metrics`` (the
+                       rendered PodMonitor's ``interval``), > 0. A query sees the gauges as last
+                       scraped: up to this old.
+    lag_s:             further seconds before a scraped sample is visible to the trigger's
+                       query, >= 0: 0 for the raw gauges the rendered trigger queries; a
+                       recording rule's evaluation interval if you point it at a recorded series.
+    """
+
+    scrape_interval_s: PositiveFloat = 15.0
+    lag_s: NonNegFloat = 0.0
+
+
 class ControlPlane(_Strict):
     """KEDA, the HPA, and where the scaler learns how many replicas run.
 
@@ -436,11 +496,13 @@ class ControlPlane(_Strict):
                    the queue as the live scaler reads them (one read per evaluation, so as fresh
                    as the evaluation). ``decisions``: no counts; the policy counts on its own
                    past decisions.
+    prometheus:    where the online trigger reads vLLM's gauges (``Prometheus``).
     """
 
     keda: Keda = Field(default_factory=lambda: Keda.model_validate({}))
     hpa: Hpa = Hpa()
     replicas_from: ReplicasFrom = "kubernetes"
+    prometheus: Prometheus = Prometheus()
 
 
 PolicyKind = Literal[
@@ -595,6 +657,10 @@ class Scenario(_Strict):
                 raise ValueError(
                     f"models.{key}.node_pool: unknown node pool {model.node_pool!r} (known: {known})"
                 )
+            if model.served_online and model.online.target_per_replica is None:
+                target = max(math.floor(model.max_concurrency * self.target_utilization), 1)
+                online = model.online.model_copy(update={"target_per_replica": float(target)})
+                object.__setattr__(model, "online", online)
             if model.gpus_per_replica > pool.gpus_per_node:
                 raise ValueError(
                     f"models.{key}.gpus_per_replica: {model.gpus_per_replica} GPUs do not fit on "

@@ -5,7 +5,8 @@ replica_calculator.go) as the HPA applies it to a KEDA external metric:
 
 1. proposal: ``ratio = usage / (target × replicas)``; inside ``[1 − tolDown, 1 + tolUp]`` keep
    ``replicas``, else ``desired = ceil(usage / target)`` (quantities at milli precision, as KEDA
-   hands them over);
+   hands them over); with several metrics (a ScaledObject with several triggers), one proposal
+   per metric and the largest goes on (horizontal.go ``computeReplicasForMetrics``);
 2. stabilize: the history of *unstabilized* proposals; scale-up takes the lowest proposal within
    ``scaleUp.stabilizationWindowSeconds``, scale-down the highest within the scale-down window;
 3. rate-limit: each Pods/Percent rule allows a change relative to the replica count at the
@@ -213,9 +214,19 @@ class HpaController:
     _last_key: tuple[float, float, int] = (-1.0, -1.0, -1)  # memo of the last proposal's inputs
     _last_raw: int = 0
 
-    def sync(self, now_s: float, current: int, usage: float, target: float) -> HpaStep:
+    def sync(
+        self,
+        now_s: float,
+        current: int,
+        usage: float,
+        target: float,
+        others: Sequence[tuple[float, float]] = (),
+    ) -> HpaStep:
         """One reconcile at ``now_s`` with ``current`` spec replicas and the metric ``usage``
-        (AverageValue ``target`` per replica)."""
+        (AverageValue ``target`` per replica). ``others``: further AverageValue metrics, as
+        (usage, target), of the same HPA (a ScaledObject's further triggers): each gets its
+        own proposal, tolerance included, and the largest proposal goes on
+        (``computeReplicasForMetrics``)."""
         spec = self.spec
         if current == 0:
             return HpaStep(0, 0, "ScalingDisabled")
@@ -229,6 +240,13 @@ class HpaController:
         else:
             raw = proposal(usage, target, current, spec.up.tolerance, spec.down.tolerance)
             self._last_key, self._last_raw = key, raw
+        for other_usage, other_target in others:
+            raw = max(
+                raw,
+                proposal(
+                    other_usage, other_target, current, spec.up.tolerance, spec.down.tolerance
+                ),
+            )
         if raw == current:
             # Stabilization keeps ``current`` whatever the history (the lowest recent proposal
             # is <= current, the highest >= current), and no rate limit applies: only record.

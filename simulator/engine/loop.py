@@ -14,7 +14,11 @@ At each control instant ``t`` (all models, in scenario order):
 3. at a KEDA poll: KEDA acts on ``isActive`` (activation at zero, cooldown to zero);
 4. at an HPA sync: the HPA turns the latest metric into a replica count (tolerance,
    stabilization, rate limits, bounds) and the Deployment is resized;
-5. at a sample instant: the series get a point.
+5. at a sample instant: the series get a point;
+6. at a Prometheus scrape (only when a model is served online): vLLM's gauges of each model
+   served online are recorded; KEDA's prometheus trigger reads the latest recorded value
+   (``simulator.engine.online``): the HPA takes the larger of its proposal and the scaler's, and
+   KEDA holds the model active while either trigger is.
 
 The policy objects are the ones the live scaler runs (``policies/``), called with simulated time.
 """
@@ -34,6 +38,7 @@ from simulator.engine.cluster import Cluster
 from simulator.engine.fluid import FluidQueue
 from simulator.engine.hpa import HpaController
 from simulator.engine.keda import KedaController
+from simulator.engine.online import MixedQueue, Scrapes
 from simulator.engine.queue import ModelQueue, ServingQueue
 from simulator.engine.setup import ModelPolicy, Plan
 
@@ -73,7 +78,9 @@ def simulate(
     models = plan.models
     n = len(models)
     queues = [
-        make_queue(m.arrival_s, m.service_s, m.concurrency)
+        MixedQueue(m.arrival_s, m.service_s, m.concurrency, m.online.mask)
+        if m.online is not None
+        else make_queue(m.arrival_s, m.service_s, m.concurrency)
         if m.fluid is None
         else FluidQueue(
             m.fluid.counts,
@@ -103,6 +110,14 @@ def simulate(
                 kedas[m].last_active_s = 0.0
                 hpas[m].recommendations.append((0.0, len(cluster.live[m])))
     targets = [p.metric_target for p in policies]
+    # Models whose ScaledObject carries the prometheus trigger: what Prometheus holds of them.
+    scrapes: dict[int, Scrapes] = {
+        m: Scrapes(plan.scrape_lag_s)
+        for m, model in enumerate(models)
+        if model.online is not None and model.online.trigger
+    }
+    mixed = {m: q for m, q in enumerate(queues) if isinstance(q, MixedQueue)}
+    scrape_at = plan.is_scrape.tolist() if plan.is_scrape is not None else [False] * len(plan.times)
     metric = [0.0] * n  # the latest decision's metric value, per model
     active = [False] * n  # the latest decision's isActive, per model
     scale_events = [0] * n
@@ -134,11 +149,18 @@ def simulate(
                 queue.advance(t)
                 # What the live scaler sees, built as it builds it: the broker's counts
                 # (in-flight only with includeUnacked) and, with replicas_from kubernetes, the
-                # Deployment's ready/warming replicas read at this evaluation.
+                # Deployment's ready/warming replicas read at this evaluation. Online requests
+                # are no tasks: the broker never holds them.
+                if m in mixed:
+                    seen = mixed[m].counts(t)
+                    pending, in_flight = seen.pending, seen.in_flight
+                else:
+                    pending = queue.arrived(t) - queue.started()
+                    in_flight = queue.in_flight(t) if models[m].counts_in_flight else 0
                 obs = observe(
                     t,
-                    queue.arrived(t) - queue.started(),
-                    queue.in_flight(t) if models[m].counts_in_flight else None,
+                    pending,
+                    in_flight if models[m].counts_in_flight else None,
                     cluster.ready_warming(m, t) if models[m].counts_replicas else None,
                 )
                 decision, states[m] = policies[m].decide(obs, states[m])
@@ -151,7 +173,12 @@ def simulate(
         if polls[i]:
             for m in models_range:
                 current = len(live[m])
-                keda_sets = kedas[m].poll(t, active[m], current)
+                is_active = active[m]
+                if m in scrapes:
+                    # IsActive is the OR of the triggers; the prometheus scaler's
+                    # activationThreshold is KEDA's default, 0.
+                    is_active = is_active or (scrapes[m].seen(t) or 0.0) > 0.0
+                keda_sets = kedas[m].poll(t, is_active, current)
                 if keda_sets is not None and keda_sets != current:
                     cluster.set_replicas(m, keda_sets, t)
                     scale_events[m] += 1
@@ -160,7 +187,12 @@ def simulate(
                 current = len(live[m])
                 if current == 0:
                     continue
-                wanted = hpas[m].sync(t, current, metric[m], targets[m]).replicas
+                others: tuple[tuple[float, float], ...] = ()
+                if m in scrapes:
+                    spec = models[m].online
+                    assert spec is not None
+                    others = ((scrapes[m].seen(t) or 0.0, spec.target),)
+                wanted = hpas[m].sync(t, current, metric[m], targets[m], others).replicas
                 if wanted != current:
                     cluster.set_replicas(m, wanted, t)
                     scale_events[m] += 1
@@ -174,6 +206,12 @@ def simulate(
                 ready_s[m][k] = cluster.ready_warming(m, t)[0]
                 nodes[m][k] = cluster.nodes_in_pool(models[m].pool)
             k += 1
+        if scrape_at[i]:
+            # After this instant's queries: a sample taken now is visible from the next one.
+            for m, scraped in scrapes.items():
+                queue = mixed[m]
+                queue.advance(t)
+                scraped.record(t, float(queue.counts(t).gauges))
         if progress is not None and i % report_every == 0:
             progress(i / len(times))
     for queue in queues:

@@ -16,6 +16,7 @@ from policies.types import Policy
 from simulator.engine import fluid
 from simulator.engine.cluster import PoolSpec
 from simulator.engine.hpa import Direction, HpaSpec, Rule
+from simulator.engine.online import OnlineSpec
 from simulator.scenario import ModelSpec, ScalingBehavior, Scenario
 from simulator.traces.bins import ArrivalBins
 from simulator.traces.trace import Trace
@@ -56,6 +57,7 @@ class ModelRun:
     counts_replicas:     the scaler reads its Deployment's ready/warming replicas
                          (``control_plane.replicas_from: kubernetes``), so the observations
                          carry them, read at the evaluation instant; else None.
+    online:              its online traffic (``simulator.engine.online``), None when it has none.
     """
 
     name: str
@@ -71,6 +73,7 @@ class ModelRun:
     counts_in_flight: bool = False
     counts_replicas: bool = False
     fluid: FluidDemand | None = None
+    online: OnlineSpec | None = None
 
     @property
     def requests(self) -> float:
@@ -129,9 +132,12 @@ class Plan:
 
     times:   the control instants (sorted), with flags saying what happens at each:
              ``is_eval`` the policy is evaluated (the scaler is asked), ``is_poll`` KEDA acts
-             on isActive, ``is_sync`` the HPA acts on the metric, ``is_sample`` a series point.
+             on isActive, ``is_sync`` the HPA acts on the metric, ``is_sample`` a series point,
+             ``is_scrape`` Prometheus scrapes vLLM's gauges (only when a model is served
+             online).
     end_s:   end of the run; requests not started by then are unserved.
     step_s:  series sampling step.
+    scrape_lag_s: seconds before a scrape is visible to the online trigger's query.
     """
 
     models: list[ModelRun]
@@ -146,6 +152,8 @@ class Plan:
     slo_wait_s: float
     seed: int
     assumptions: list[str]
+    is_scrape: npt.NDArray[np.bool_] | None = None
+    scrape_lag_s: float = 0.0
 
 
 def direction(behavior: ScalingBehavior) -> Direction:
@@ -202,11 +210,19 @@ def plan(
         of_request = index[trace.model]
     for i, model in enumerate(scenario.models.values()):
         fluid: FluidDemand | None = None
+        online: OnlineSpec | None = None
         if isinstance(trace, ArrivalBins):
+            if model.served_online:
+                raise EngineError(
+                    f"models.{model.name}.online.share: the aggregated engine does not model "
+                    "online traffic; use the per-request engine or set it to 0"
+                )
             arrival = service = np.zeros(0)
             fluid = _fluid_demand(trace, index, i, model)
         else:
             arrival, service = _requests(trace, of_request, i, model)
+            if model.served_online:
+                online = _online(model, arrival.size, scenario.seed, i)
         config = model.policy.to_policy_config()
         models.append(
             ModelRun(
@@ -223,6 +239,7 @@ def plan(
                 counts_in_flight=bool(model.policy.include_unacked),
                 counts_replicas=scenario.control_plane.replicas_from == "kubernetes",
                 fluid=fluid,
+                online=online,
             )
         )
     step = scenario.simulation.sample_every_s
@@ -238,7 +255,15 @@ def plan(
     polls = _grid(keda.polling_interval_s, end)
     syncs = _grid(hpa.sync_period_s, end)
     samples = _grid(step, end)
-    ms = np.unique(np.concatenate([polls, syncs, samples]))
+    prometheus = scenario.control_plane.prometheus
+    scrapes = np.zeros(0, dtype=np.int64)
+    if any(m.online is not None for m in models):
+        # Prometheus scrapes each target at a fixed offset within its interval; here half an
+        # interval off the KEDA/HPA grid.
+        interval = prometheus.scrape_interval_s
+        scrapes = _grid(interval, end) + round(interval * 500.0)
+        scrapes = scrapes[scrapes <= round(end * 1000.0)]
+    ms = np.unique(np.concatenate([polls, syncs, samples, scrapes]))
     assumptions = [
         f"KEDA polls the scaler every {keda.polling_interval_s:g} s (cooldown "
         f"{keda.cooldown_period_s:g} s); the HPA syncs every {hpa.sync_period_s:g} s and "
@@ -260,6 +285,22 @@ def plan(
         "requests in service on a spot node that is reclaimed are assumed to finish",
         "a replica holds max_concurrency batch slots; a request holds one slot for its service time",
     ]
+    for m in models:
+        if m.online is not None:
+            assumptions.append(
+                f"model {m.name}: {m.online.mask.mean():.1%} of its requests arrive online "
+                "(through the gateway, not Celery), share the replicas' slots first come first "
+                "served, and are never seen by the scaler; "
+                + (
+                    f"the prometheus trigger shows the HPA vLLM's running + waiting requests "
+                    f"for {m.online.target:g} per replica (AverageValue), scraped every "
+                    f"{prometheus.scrape_interval_s:g} s half an interval off the HPA's syncs, "
+                    f"visible {prometheus.lag_s:g} s after the scrape; the HPA takes the larger "
+                    "proposal of its two metrics"
+                    if m.online.trigger
+                    else "no trigger sees them (online.trigger false)"
+                )
+            )
     for pool in pools:
         assumptions.append(
             f"node pool {pool.name}: {pool.gpus_per_node} GPUs/node at ${pool.usd_per_hour:g}/node-hour"
@@ -274,6 +315,8 @@ def plan(
         is_poll=np.isin(ms, polls),
         is_sync=np.isin(ms, syncs),
         is_sample=np.isin(ms, samples),
+        is_scrape=np.isin(ms, scrapes) if scrapes.size else None,
+        scrape_lag_s=prometheus.lag_s,
         end_s=float(end),
         step_s=float(step),
         slo_wait_s=scenario.slo_wait_s,
@@ -297,6 +340,19 @@ def _requests(
         service = model.service.service_s(tokens_in, tokens_out, model.max_concurrency)
     _check_service(model.name, service)
     return np.ascontiguousarray(arrival), np.ascontiguousarray(service, dtype=np.float64)
+
+
+def _online(model: ModelSpec, requests: int, seed: int, i: int) -> OnlineSpec:
+    """Which of model ``i``'s ``requests`` arrive online: each with probability
+    ``online.share``, drawn from the scenario's seed (the same requests for every policy)."""
+    rng = np.random.default_rng([seed, 0x0A11, i])
+    target = model.online.target_per_replica
+    assert target is not None  # filled by the scenario
+    return OnlineSpec(
+        mask=rng.random(requests) < model.online.share,
+        target=float(target),
+        trigger=model.online.trigger,
+    )
 
 
 def _fluid_demand(

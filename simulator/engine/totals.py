@@ -10,9 +10,10 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.engine.loop import Trajectory
+from simulator.engine.online import MixedQueue
 from simulator.engine.setup import Plan
 from simulator.engine.sketch import WaitSketch
-from simulator.results import PolicyResult, Series, Totals, WaitStats
+from simulator.results import PolicyResult, RouteWaits, Series, Totals, WaitStats
 
 F64 = npt.NDArray[np.float64]
 QS = (0.5, 0.95, 0.99)
@@ -61,6 +62,22 @@ def _totals(
     )
 
 
+def route_waits(queue: MixedQueue, slo_s: float) -> dict[str, RouteWaits]:
+    """The waits of a model's Celery tasks and of its online requests, apart."""
+    out = {}
+    for route, online in (("celery", False), ("online", True)):
+        waits, requests = queue.wait_of(online)
+        sketch = WaitSketch(slo_s)
+        sketch.add(waits)
+        out[route] = RouteWaits(
+            requests=requests,
+            served=int(waits.size),
+            wait_s=sketch_stats(sketch),
+            slo_attainment=min(sketch.within_slo / requests, 1.0) if requests > 0 else 1.0,
+        )
+    return out
+
+
 def summarize(name: str, kind: str, plan: Plan, run: Trajectory) -> PolicyResult:
     """Totals per model and overall, and the per-model series."""
     cluster = run.cluster
@@ -74,8 +91,11 @@ def summarize(name: str, kind: str, plan: Plan, run: Trajectory) -> PolicyResult
     series: dict[str, Series] = {}
     digests: list[WaitSketch] = []
     busy_total = held_total = 0.0
+    routes: dict[str, dict[str, RouteWaits]] = {}
     for m, model in enumerate(plan.models):
         queue = run.queues[m]
+        if isinstance(queue, MixedQueue):
+            routes[model.name] = route_waits(queue, plan.slo_wait_s)
         digest = queue.wait_sketch(plan.slo_wait_s)
         digests.append(digest)
         busy = queue.busy_slot_s(plan.end_s)
@@ -124,4 +144,5 @@ def summarize(name: str, kind: str, plan: Plan, run: Trajectory) -> PolicyResult
         per_model=per_model,
         series=series,
         reasons=dict(sorted(run.reasons.items())),
+        routes=routes,
     )

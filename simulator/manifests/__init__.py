@@ -5,7 +5,7 @@ What one scenario becomes (``render_tree`` returns it as relative path -> file t
 - per model: a serving Deployment (vLLM as a native sidecar, the Celery worker as the main
   container), a ClusterIP Service, a PodDisruptionBudget and a KEDA ScaledObject whose
   ``external`` trigger addresses the depthscale scaler with the model's policy thresholds as
-  metadata;
+  metadata, and for a model served online a second, ``prometheus`` trigger on vLLM's gauges;
 - per node pool with a warm buffer: a placeholder Deployment (the vLLM image asleep, whole-node
   GPU request, lowest priority) that serving pods preempt, behind a deny-all NetworkPolicy;
 - the gateway's routing table (ConfigMap ``gateway-routes``: ``routes.map`` and ``upstreams.conf``);
@@ -25,6 +25,7 @@ GPU nodes carry the ``nvidia.com/gpu`` NoSchedule taint and, on EKS, the
 from simulator.manifests.common import (
     DEFAULT_BROKER,
     DEFAULT_NAMESPACE,
+    DEFAULT_PROMETHEUS_ADDRESS,
     DEFAULT_SCALER_ADDRESS,
     RenderError,
     RenderOptions,
@@ -34,6 +35,7 @@ from simulator.manifests.tree import render_tree
 __all__ = [
     "DEFAULT_BROKER",
     "DEFAULT_NAMESPACE",
+    "DEFAULT_PROMETHEUS_ADDRESS",
     "DEFAULT_SCALER_ADDRESS",
     "RenderError",
     "RenderOptions",

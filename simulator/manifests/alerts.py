@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from simulator.manifests.common import MODEL_LABEL, Obj, labels
+from simulator.manifests.common import MODEL_LABEL, Obj, duration, labels
 from simulator.scenario import Scenario
 
 RECORD = "depthscale:queue_wait_estimate:seconds"
@@ -156,9 +156,10 @@ def model_memory_rules(scenario: Scenario) -> Obj:
     return vllm_memory_rules((m.name, m.gpu_memory_utilization) for m in scenario.models.values())
 
 
-def vllm_pod_monitor() -> Obj:
-    """PodMonitor ``vllm``: every model server's ``/metrics`` on its API port, with the model's
-    name (the pod label ``depthscale.io/model``) as the label ``model``."""
+def vllm_pod_monitor(interval_s: float = 15.0) -> Obj:
+    """PodMonitor ``vllm``: every model server's ``/metrics`` on its API port every
+    ``interval_s`` seconds (the models file's ``control_plane.prometheus.scrape_interval_s``),
+    with the model's name (the pod label ``depthscale.io/model``) as the label ``model``."""
     meta_label = "__meta_kubernetes_pod_label_" + "".join(
         c if c.isalnum() else "_" for c in MODEL_LABEL
     )
@@ -177,7 +178,7 @@ def vllm_pod_monitor() -> Obj:
                 {
                     "port": VLLM_PORT_NAME,
                     "path": "/metrics",
-                    "interval": "15s",
+                    "interval": duration(interval_s),
                     "relabelings": [
                         {"sourceLabels": [meta_label], "targetLabel": "model"},
                     ],

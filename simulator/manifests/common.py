@@ -46,6 +46,9 @@ class RenderError(ValueError):
 DEFAULT_NAMESPACE = "depthscale"
 DEFAULT_BROKER = "celery"
 DEFAULT_SCALER_ADDRESS = "depthscale-scaler.depthscale.svc.cluster.local:9090"
+# kube-prometheus-stack's Prometheus, as the Prometheus Operator exposes it (the Service
+# `prometheus-operated`) in the namespace `monitoring` (docs/monitoring.md).
+DEFAULT_PROMETHEUS_ADDRESS = "http://prometheus-operated.monitoring.svc.cluster.local:9090"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +59,14 @@ class RenderOptions:
     broker:          broker name the ScaledObjects ask the scaler for (``serve --broker NAME=URL``).
     scaler_address:  host:port of the scaler's gRPC Service, as KEDA dials it.
     fallback_failures: failed KEDA polls before the ScaledObject's fallback applies, >= 1.
+    prometheus_address: URL of the Prometheus the online trigger queries (``serverAddress``).
     """
 
     namespace: str = DEFAULT_NAMESPACE
     broker: str = DEFAULT_BROKER
     scaler_address: str = DEFAULT_SCALER_ADDRESS
     fallback_failures: int = 4
+    prometheus_address: str = DEFAULT_PROMETHEUS_ADDRESS
 
 
 def labels(name: str, component: str, **extra: str) -> dict[str, str]:

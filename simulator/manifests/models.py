@@ -489,6 +489,51 @@ def scaled_object(model: ModelSpec, scenario: Scenario, options: RenderOptions) 
                     }
                 }
             },
-            "triggers": [{"type": "external", "metricType": "AverageValue", "metadata": metadata}],
+            "triggers": [
+                {"type": "external", "metricType": "AverageValue", "metadata": metadata},
+                *([online_trigger(model, options)] if model.served_online else []),
+            ],
+        },
+    }
+
+
+ONLINE_TRIGGER = "online"
+"""The name of the second trigger of a model served online (KEDA's trigger ``name``)."""
+
+
+def online_query(model: ModelSpec, namespace: str) -> str:
+    """PromQL: requests running or waiting in vLLM, summed over the model's pods. The series are
+    the rendered PodMonitor's (``namespace`` and ``model`` come from the pod), so a pod that is
+    gone drops out at its next missed scrape (Prometheus' staleness markers)."""
+    selector = (
+        '__name__=~"vllm:num_requests_(running|waiting)", '
+        f'namespace="{namespace}", model="{model.name}"'
+    )
+    return f"sum({{{selector}}})"
+
+
+def online_trigger(model: ModelSpec, options: RenderOptions) -> Obj:
+    """KEDA's ``prometheus`` scaler on vLLM's own gauges, for traffic the scaler never sees
+    (docs/online.md). ``AverageValue``: the HPA asks for ``ceil(sum / threshold)`` replicas and
+    takes the larger of that and the depthscale trigger's proposal (kubernetes
+    pkg/controller/podautoscaler, horizontal.go ``computeReplicasForMetrics``); KEDA keeps the
+    model active while either trigger is. ``activationThreshold`` stays at KEDA's 0: the model
+    keeps one replica anyway (``minReplicaCount`` >= 1)."""
+    if not model.online.trigger:
+        raise RenderError(
+            f"models.{model.name}.online.trigger",
+            "false deploys online traffic that no autoscaler sees (a what-if for the simulator "
+            "only); remove it",
+        )
+    target = model.online.target_per_replica
+    assert target is not None  # filled by the scenario
+    return {
+        "type": "prometheus",
+        "name": ONLINE_TRIGGER,
+        "metricType": "AverageValue",
+        "metadata": {
+            "serverAddress": options.prometheus_address,
+            "query": online_query(model, options.namespace),
+            "threshold": f"{target:g}",
         },
     }

@@ -58,7 +58,11 @@ def render_tree(scenario: Scenario, source_name: str, options: RenderOptions) ->
     files["slo-rules.yaml"] = dump_documents([slo_rules(scenario)], header)
     resources.append("slo-rules.yaml")
     files["monitoring.yaml"] = dump_documents(
-        [model_memory_rules(scenario), vllm_pod_monitor()], header
+        [
+            model_memory_rules(scenario),
+            vllm_pod_monitor(scenario.control_plane.prometheus.scrape_interval_s),
+        ],
+        header,
     )
     resources.append("monitoring.yaml")
     files["network-policies.yaml"] = dump_documents(

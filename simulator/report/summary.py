@@ -62,7 +62,8 @@ def report_document(result: SimulationResult) -> dict[str, Any]:
     -> percent, null when the baseline cost nothing), ``reasons`` (decision reason -> count),
     ``ideal_cost_usd`` (the run's fluid ideal), ``cost_vs_ideal`` (cost / ideal), ``meets_slo``
     (every model met the attainment target) and ``models`` (model name -> the same figures for
-    that model alone, against its own ideal). The top level adds the ``verdict`` (the policy to
+    that model alone, against its own ideal; a model served online adds ``routes``: its Celery
+    tasks' and its online requests' waits apart). The top level adds the ``verdict`` (the policy to
     pick, or null, and the headline sentences) and the ``warnings``."""
     policies = result.policies
     target = result.slo_attainment
@@ -81,6 +82,19 @@ def report_document(result: SimulationResult) -> dict[str, Any]:
                 "cost_vs_ideal": vs_ideal(totals.cost_usd, model_ideal),
                 "meets_slo": meets(totals, target),
             }
+            if model in p.routes:
+                models[model]["routes"] = {
+                    route: {
+                        "requests": waits.requests,
+                        "served": waits.served,
+                        "wait_s": {
+                            key: _number(getattr(waits.wait_s, key))
+                            for key in ("mean", "p50", "p95", "p99", "max")
+                        },
+                        "slo_attainment": _number(waits.slo_attainment),
+                    }
+                    for route, waits in p.routes[model].items()
+                }
         out[p.name] = {
             "kind": p.kind,
             **totals_dict(p.total),

@@ -153,6 +153,26 @@ def misses(result: SimulationResult) -> list[str]:
     return lines
 
 
+def online_lines(result: SimulationResult) -> list[str]:
+    """Per policy and model served online: its online requests' waits beside its Celery
+    tasks' (a model's own figures mix the two)."""
+    lines = []
+    for p in result.policies:
+        for model, routes in p.routes.items():
+            parts = [
+                f"{route} {_pct(w.slo_attainment)} within the SLO, p95 {_s(w.wait_s.p95)}"
+                for route, w in routes.items()
+            ]
+            lines.append(f"{p.name}, {model}: {'; '.join(parts)}.")
+    return lines
+
+
 def headline(result: SimulationResult) -> list[str]:
-    """The verdict, then every SLO miss, then every warning: the report's first lines."""
-    return [verdict(result), *misses(result), *(f"Warning: {w}" for w in result.warnings)]
+    """The verdict, then every SLO miss, then the online requests' waits, then every warning:
+    the report's first lines."""
+    return [
+        verdict(result),
+        *misses(result),
+        *online_lines(result),
+        *(f"Warning: {w}" for w in result.warnings),
+    ]

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from simulator.policyset import PolicyEntry, PolicySetError, build_policies
 from simulator.report import write_report
-from simulator.report.verdict import ideal_total, misses, verdict, vs_ideal
+from simulator.report.verdict import headline, ideal_total, vs_ideal
 from simulator.results import SimulationResult, baselines, savings_table
 from simulator.scenario import Scenario, ScenarioError, default_scenario, load_scenario
 from simulator.traces.bins import ArrivalBins
@@ -218,7 +218,7 @@ def run_command(
         result = simulate_to(trace, scenario, scenario_name, out_dir, names, None, runner)
     probe = Console()
     out = probe if probe.is_terminal else Console(width=140)  # files and pipes: no truncation
-    for line in (verdict(result), *misses(result), *(f"Warning: {w}" for w in result.warnings)):
+    for line in headline(result):
         out.print(line, highlight=False, markup=False)
     out.print(terminal_table(result))
     out.print(f"Report: {out_dir / 'report.html'} (also report.md, report.json)")

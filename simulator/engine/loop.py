@@ -112,7 +112,7 @@ def simulate(
     targets = [p.metric_target for p in policies]
     # Models whose ScaledObject carries the prometheus trigger: what Prometheus holds of them.
     scrapes: dict[int, Scrapes] = {
-        m: Scrapes(plan.scrape_lag_s)
+        m: Scrapes(plan.scrape_lag_s, model.online.hold_s)
         for m, model in enumerate(models)
         if model.online is not None and model.online.trigger
     }

@@ -37,12 +37,16 @@ class OnlineSpec:
     mask:    per request of the model (arrival order), True when it arrives online.
     target:  the prometheus trigger's AverageValue threshold: requests running or waiting in
              vLLM per replica.
+    hold_s:  the trigger's query reports the highest sum of the last ``hold_s`` seconds (the
+             policy's ``stabilizationWindowSeconds``), so online load gets the scale-down hold
+             Celery load gets from the policy; 0 = the latest sum.
     trigger: the ScaledObject carries the prometheus trigger; False models online traffic that
              no autoscaler sees (the deployment before the trigger existed).
     """
 
     mask: npt.NDArray[np.bool_]
     target: float
+    hold_s: float = 0.0
     trigger: bool = True
 
 
@@ -111,14 +115,18 @@ class MixedQueue(ModelQueue):
 
 @dataclass(slots=True)
 class Scrapes:
-    """What Prometheus holds of one model's vLLM gauges, as the trigger's instant query sees it.
+    """What Prometheus holds of one model's vLLM gauges, as the trigger's query sees it.
 
-    A query at ``t`` returns the latest scrape taken strictly before ``t - lag_s`` (a sample
-    taken at the query's own instant is not yet in), or None before the first (KEDA's
-    prometheus scaler then reads 0: ``ignoreNullValues`` defaults to true).
+    At an instant ``u`` the sum in effect is the latest scrape taken strictly before
+    ``u - lag_s`` (a sample taken at the query's own instant is not yet in). A query at ``t``
+    returns the highest sum in effect at any instant of ``(t - hold_s, t]`` (PromQL's
+    ``max_over_time`` over a subquery stepping at the scrape interval; ``hold_s`` 0: the sum in
+    effect at ``t``), or None before the first scrape (KEDA's prometheus scaler then reads 0:
+    ``ignoreNullValues`` defaults to true).
     """
 
     lag_s: float
+    hold_s: float = 0.0
     history: deque[tuple[float, float]] = field(default_factory=deque)
 
     def record(self, t: float, value: float) -> None:
@@ -126,9 +134,12 @@ class Scrapes:
 
     def seen(self, t: float) -> float | None:
         cutoff = t - self.lag_s
+        start = cutoff - self.hold_s
         history = self.history
-        while len(history) > 1 and history[1][0] < cutoff:
+        # Keep the scrape in effect at the window's start and everything after it.
+        while len(history) > 1 and history[1][0] < start:
             history.popleft()
-        if history and history[0][0] < cutoff:
-            return history[0][1]
-        return None
+        values = [v for at, v in history if at < cutoff]
+        if not values:
+            return None
+        return max(values) if self.hold_s > 0 else values[-1]

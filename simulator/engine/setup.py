@@ -295,8 +295,8 @@ def plan(
                     f"the prometheus trigger shows the HPA vLLM's running + waiting requests "
                     f"for {m.online.target:g} per replica (AverageValue), scraped every "
                     f"{prometheus.scrape_interval_s:g} s half an interval off the HPA's syncs, "
-                    f"visible {prometheus.lag_s:g} s after the scrape; the HPA takes the larger "
-                    "proposal of its two metrics"
+                    f"visible {prometheus.lag_s:g} s after the scrape, the highest of the last "
+                    f"{m.online.hold_s:g} s; the HPA takes the larger proposal of its two metrics"
                     if m.online.trigger
                     else "no trigger sees them (online.trigger false)"
                 )
@@ -351,8 +351,15 @@ def _online(model: ModelSpec, requests: int, seed: int, i: int) -> OnlineSpec:
     return OnlineSpec(
         mask=rng.random(requests) < model.online.share,
         target=float(target),
+        hold_s=online_hold_s(model),
         trigger=model.online.trigger,
     )
+
+
+def online_hold_s(model: ModelSpec) -> float:
+    """Seconds the online trigger's query holds its highest sum: the policy's own
+    ``stabilizationWindowSeconds``, so online load scales down as late as Celery load does."""
+    return float(model.policy.to_policy_config().stabilization_window_s)
 
 
 def _fluid_demand(

@@ -41,6 +41,7 @@ from simulator.manifests.common import (
     RenderError,
     RenderOptions,
     checkov_skips,
+    duration,
     gpu_toleration,
     labels,
     restricted_container_security,
@@ -491,7 +492,15 @@ def scaled_object(model: ModelSpec, scenario: Scenario, options: RenderOptions) 
             },
             "triggers": [
                 {"type": "external", "metricType": "AverageValue", "metadata": metadata},
-                *([online_trigger(model, options)] if model.served_online else []),
+                *(
+                    [
+                        online_trigger(
+                            model, options, scenario.control_plane.prometheus.scrape_interval_s
+                        )
+                    ]
+                    if model.served_online
+                    else []
+                ),
             ],
         },
     }
@@ -501,18 +510,25 @@ ONLINE_TRIGGER = "online"
 """The name of the second trigger of a model served online (KEDA's trigger ``name``)."""
 
 
-def online_query(model: ModelSpec, namespace: str) -> str:
-    """PromQL: requests running or waiting in vLLM, summed over the model's pods. The series are
-    the rendered PodMonitor's (``namespace`` and ``model`` come from the pod), so a pod that is
-    gone drops out at its next missed scrape (Prometheus' staleness markers)."""
+def online_query(model: ModelSpec, namespace: str, scrape_s: float) -> str:
+    """PromQL: requests running or waiting in vLLM, summed over the model's pods, at its highest
+    over the policy's ``stabilizationWindowSeconds`` (a subquery stepping at the scrape interval
+    ``scrape_s``): online load scales down only to the busiest moment of the window, as the
+    policy does for Celery load, and up at once. The series are the rendered PodMonitor's
+    (``namespace`` and ``model`` come from the pod), so a pod that is gone drops out at its next
+    missed scrape (Prometheus' staleness markers)."""
     selector = (
         '__name__=~"vllm:num_requests_(running|waiting)", '
         f'namespace="{namespace}", model="{model.name}"'
     )
-    return f"sum({{{selector}}})"
+    total = f"sum({{{selector}}})"
+    hold = model.policy.to_policy_config().stabilization_window_s
+    if hold <= 0:
+        return total
+    return f"max_over_time({total}[{duration(hold)}:{duration(scrape_s)}])"
 
 
-def online_trigger(model: ModelSpec, options: RenderOptions) -> Obj:
+def online_trigger(model: ModelSpec, options: RenderOptions, scrape_s: float) -> Obj:
     """KEDA's ``prometheus`` scaler on vLLM's own gauges, for traffic the scaler never sees
     (docs/online.md). ``AverageValue``: the HPA asks for ``ceil(sum / threshold)`` replicas and
     takes the larger of that and the depthscale trigger's proposal (kubernetes
@@ -533,7 +549,7 @@ def online_trigger(model: ModelSpec, options: RenderOptions) -> Obj:
         "metricType": "AverageValue",
         "metadata": {
             "serverAddress": options.prometheus_address,
-            "query": online_query(model, options.namespace),
+            "query": online_query(model, options.namespace, scrape_s),
             "threshold": f"{target:g}",
         },
     }

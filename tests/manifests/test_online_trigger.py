@@ -48,7 +48,9 @@ def test_online_models_get_a_prometheus_trigger_on_vllms_gauges(
     data = _example()
     utilization = float(data.get("target_utilization", 0.8))  # the file's, or its default
     scaled = _scaled(objects)
-    [monitor] = [o for o in objects if o["kind"] == "PodMonitor" and o["metadata"]["name"] == "vllm"]
+    [monitor] = [
+        o for o in objects if o["kind"] == "PodMonitor" and o["metadata"]["name"] == "vllm"
+    ]
     [endpoint] = monitor["spec"]["podMetricsEndpoints"]
     relabelled = {r["targetLabel"] for r in endpoint["relabelings"]}
     for name, model in data["models"].items():
@@ -72,9 +74,13 @@ def test_online_models_get_a_prometheus_trigger_on_vllms_gauges(
         # Both gauges, for this model's pods only, by the labels the PodMonitor writes.
         query = metadata["query"]
         assert 'vllm:num_requests_(running|waiting)"' in query
-        assert f'model="{name}"' in query and "model" in relabelled
+        assert f'model="{name}"' in query
+        assert "model" in relabelled
         assert f'namespace="{so["metadata"]["namespace"]}"' in query
-        assert query.startswith("sum(")
+        # Held at its highest over the policy's window, stepping at the scrape interval.
+        window = int(model["policy"].get("stabilizationWindowSeconds", 600))
+        assert query.startswith("max_over_time(sum(")
+        assert query.endswith(f"[{window // 60}m:15s])")
         # Never at zero: the gateway cannot wake a model.
         assert spec["minReplicaCount"] >= 1
         assert spec["fallback"]["replicas"] >= 1
@@ -87,7 +93,7 @@ def test_the_online_query_parses(tmp_path: Path) -> None:
 
     scenario = load_scenario(EXAMPLE)
     rules = [
-        {"record": f"online:query_{i}", "expr": online_query(m, "depthscale")}
+        {"record": f"online:query_{i}", "expr": online_query(m, "depthscale", 15.0)}
         for i, m in enumerate(scenario.models.values())
     ]
     (tmp_path / "online.yaml").write_text(

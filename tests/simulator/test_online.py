@@ -153,6 +153,21 @@ def test_counts_split_the_queue_by_who_sees_it(
     assert seen.gauges == seen.running + seen.waiting
 
 
+def test_a_held_query_sees_the_highest_scrape_of_its_window() -> None:
+    # Scrapes every 15 s at 7.5 s past; the query holds 60 s, no lag.
+    scrapes = Scrapes(lag_s=0.0, hold_s=60.0)
+    for at, value in [(7.5, 5.0), (22.5, 50.0), (37.5, 20.0), (52.5, 10.0), (67.5, 10.0)]:
+        scrapes.record(at, value)
+    assert scrapes.seen(70.0) == 50.0  # 22.5 s is within the last minute
+    # At 90 s the window (30, 90] opens with the 22.5 s scrape still in effect (until 37.5 s).
+    assert scrapes.seen(90.0) == 50.0
+    # At 100 s the window (40, 100] opens under the 37.5 s scrape: 20.
+    assert scrapes.seen(100.0) == 20.0
+    scrapes.record(82.5, 80.0)
+    assert scrapes.seen(82.5) == 20.0  # not yet in at its own instant
+    assert scrapes.seen(83.0) == 80.0  # up at once
+
+
 def test_a_query_sees_the_last_scrape_before_it_and_its_lag() -> None:
     scrapes = Scrapes(lag_s=5.0)
     assert scrapes.seen(100.0) is None  # nothing scraped yet: KEDA reads no value
@@ -179,10 +194,7 @@ def _oracle(current: int, metrics: list[tuple[float, float]], tolerance: float) 
         usage_m = milli(usage)
         target_m = max(int(target * 1000), 1)
         ratio = usage_m / (target_m * current)
-        if abs(ratio - 1.0) <= tolerance:
-            proposal = current
-        else:
-            proposal = math.ceil(usage_m / target_m)
+        proposal = current if abs(ratio - 1.0) <= tolerance else math.ceil(usage_m / target_m)
         if replicas == 0 or proposal > replicas:
             replicas = proposal
     return replicas
@@ -218,9 +230,7 @@ def _ramp_trace(seed: int = 1) -> Trace:
     """Three hours: 10 requests/s, up to 40 over half an hour, 40 min there, back down."""
     rng = np.random.default_rng(seed)
     span = 3 * 3600
-    rate = np.interp(
-        np.arange(span), [0, 1800, 3600, 6000, 7800, span], [10, 10, 40, 40, 10, 10]
-    )
+    rate = np.interp(np.arange(span), [0, 1800, 3600, 6000, 7800, span], [10, 10, 40, 40, 10, 10])
     counts = rng.poisson(rate)
     arrival = np.concatenate([np.sort(rng.uniform(i, i + 1, c)) for i, c in enumerate(counts)])
     tokens = np.full(arrival.size, 200, dtype=np.int32), np.full(arrival.size, 180, np.int32)

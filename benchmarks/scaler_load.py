@@ -37,10 +37,10 @@ sys.path.insert(0, str(ROOT))
 import grpc  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
+from demo.local_redis import LocalRedis, free_port  # noqa: E402
 from proto import externalscaler_pb2 as pb  # noqa: E402
 from proto import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
 from scaler.brokers.redis import RedisBrokerReader  # noqa: E402
-from scaler.local_redis import LocalRedis, free_port  # noqa: E402
 from scaler.ports import QueueSpec  # noqa: E402
 
 STEPS = (0, 3, 6, 9)

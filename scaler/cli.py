@@ -13,7 +13,8 @@ import click
 # name -> (module:attribute, one-line help)
 _COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("scaler.serve:serve", "Run the KEDA external scaler (gRPC) for Celery queues."),
-    "demo": ("scaler.demo:demo", "Live demo: private Redis, Celery bursts, scaler and a poller."),
+    "demo": ("demo.command:demo", "The whole path on this machine, then the simulator beside it."),
+    "replay": ("demo.command:replay_command", "Replay a trace live, compressed; compare to simulate."),
     "simulate": ("simulator.cli:simulate", "Replay a trace through modelled KEDA/HPA/GPUs."),
     "trace": ("simulator.cli:trace", "Trace tools: generate synthetic traces, inspect files."),
     "render": ("simulator.render:render", "Render per-model Kubernetes manifests."),
@@ -25,13 +26,14 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 _EXTRAS: dict[str, str] = {
     "serve": "serve",
     "demo": "demo",
+    "replay": "demo",
     "simulate": "sim",
     "trace": "sim",
     "render": "sim",
     "tune": "sim",
     "worker": "worker",
 }
-_OWN_PACKAGES = frozenset({"scaler", "policies", "simulator", "proto", "worker"})
+_OWN_PACKAGES = frozenset({"scaler", "policies", "simulator", "proto", "worker", "demo"})
 
 
 class _LazyGroup(click.Group):

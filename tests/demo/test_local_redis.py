@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scaler import local_redis
-from scaler.local_redis import LocalRedis, LocalRedisError
+from demo import local_redis
+from demo.local_redis import LocalRedis, LocalRedisError
 from tests.conftest import require_binary
 
 

@@ -1,0 +1,116 @@
+"""``depthscale replay``, short, on real processes: a trace file through the live system at
+x20, then the simulator on the same trace and settings.
+
+What must hold exactly: every task submitted has a result and none is lost; both sides decide at
+the same instants (one decision per KEDA poll and HPA sync). What must hold within a tolerance:
+the replica series. The tolerance is the one measured (docs/demo.md, "How closely they agree"):
+over runs of this trace, the Deployment's replica count differed from the simulator's by 0.07
+to 0.12 replicas on average over the run, ready replicas by 0.15 to 0.5; a run beyond 0.5 and
+1.0 respectively means the live system and the model have parted, not noise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from demo.command import replay
+from demo.compare import ModelComparison, compare
+from demo.live import LiveResult
+from demo.settings import ReplaySettings
+from demo.traffic import MODEL, burst_trace
+from simulator.results import PolicyResult
+from simulator.traces.loader import load_trace
+from simulator.traces.write import write_trace
+from tests.conftest import require_binary
+
+pytestmark = pytest.mark.redis
+
+DESIRED_MEAN_TOLERANCE = 0.5
+"""Replicas: the largest mean |live − simulated| of the Deployment's count accepted."""
+READY_MEAN_TOLERANCE = 1.0
+"""Replicas: the same for replicas serving (process start varies more than the decisions)."""
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> tuple[LiveResult, PolicyResult, str]:
+    require_binary("redis-server")
+    path = write_trace(burst_trace(), tmp_path_factory.mktemp("trace") / "burst.csv")
+    trace = load_trace(path)  # through the project's loader, as `depthscale replay` reads it
+    runner = CliRunner()
+    with runner.isolation() as (out, _err, _):
+        live, simulated = replay(trace, ReplaySettings(time_scale=20.0))
+    return live, simulated, out.getvalue().decode()
+
+
+@pytest.fixture(scope="module")
+def comparison(replayed: tuple[LiveResult, PolicyResult, str]) -> ModelComparison:
+    live, simulated, _ = replayed
+    (only,) = compare(live, simulated)
+    return only
+
+
+def test_every_task_is_answered_and_none_lost(
+    replayed: tuple[LiveResult, PolicyResult, str],
+) -> None:
+    live, simulated, _ = replayed
+    assert live.submitted == {MODEL: len(burst_trace())}
+    assert live.succeeded == live.submitted
+    assert live.failed == {MODEL: 0}
+    assert live.lost == 0
+    assert simulated.per_model[MODEL].unserved == 0
+    assert live.replica_errors == []
+
+
+def test_both_decide_at_the_same_instants(
+    replayed: tuple[LiveResult, PolicyResult, str],
+) -> None:
+    live, simulated, _ = replayed
+    series = live.series[MODEL]
+    assert series.errors == 0  # the scaler answered every poll
+    assert sum(series.reasons.values()) == sum(simulated.reasons.values())
+    assert series.t_s == simulated.series[MODEL].t_s.tolist()
+
+
+def test_the_replicas_follow_the_simulation(comparison: ModelComparison) -> None:
+    assert comparison.desired.points > 100
+    # The burst is seen by both: the Deployment grows past one replica and comes back.
+    assert comparison.desired.live_mean > 1.0
+    assert comparison.desired.mean_abs <= DESIRED_MEAN_TOLERANCE, comparison
+    assert comparison.ready.mean_abs <= READY_MEAN_TOLERANCE, comparison
+
+
+def test_the_output_states_the_scale_then_a_verdict(
+    replayed: tuple[LiveResult, PolicyResult, str],
+) -> None:
+    _, _, output = replayed
+    lines = output.splitlines()
+    assert lines[1].startswith("time x20: the run covers")
+    assert any("policy window 300 s (15 s wall)" in line for line in lines)
+    assert any("policy wants" in line and "scale-up" in line for line in lines)
+    assert any(" HPA sets " in line for line in lines)
+    verdict = next(i for i, line in enumerate(lines) if line.startswith(f"{MODEL}: replicas"))
+    table = next(i for i, line in enumerate(lines) if "tasks lost" in line)
+    assert verdict < table
+    assert "0 lost" in output
+
+
+def test_every_replica_stopped_and_every_worker_drained(
+    replayed: tuple[LiveResult, PolicyResult, str],
+) -> None:
+    live, _, _ = replayed
+    workers, standins = live.exit_codes["worker"], live.exit_codes["standin"]
+    assert len(workers) >= 2  # the burst needed more than one replica
+    assert len(standins) >= len(workers)
+    assert workers == [0] * len(workers)  # each a warm shutdown, none killed
+    assert None not in standins
+
+
+def test_a_trace_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    from scaler.cli import main
+
+    result = CliRunner().invoke(main, ["replay", str(tmp_path / "missing.csv")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output

@@ -13,7 +13,7 @@ from simulator.report.text import (
     span,
     summary_table,
 )
-from simulator.report.verdict import misses, verdict
+from simulator.report.verdict import misses, online_lines, verdict
 from simulator.results import SimulationResult
 
 
@@ -36,8 +36,9 @@ def render_markdown(result: SimulationResult) -> str:
         f"**{verdict(result)}**",
         "",
         *(f"- **SLO missed.** {line}" for line in misses(result)),
+        *(f"- **Online.** {line}" for line in online_lines(result)),
         *(f"- **Warning.** {line}" for line in result.warnings),
-        *([""] if misses(result) or result.warnings else []),
+        *([""] if misses(result) or online_lines(result) or result.warnings else []),
         f"- Trace: {result.trace}",
         f"- Simulated: {span(result.duration_s)} ({result.duration_s:,.0f} s), seed {result.seed}",
         f"- Queue-wait SLO: {result.slo_wait_s:g} s for at least "

@@ -16,7 +16,7 @@ from simulator.report.text import (
     span,
     summary_table,
 )
-from simulator.report.verdict import ideal_total, misses, verdict
+from simulator.report.verdict import ideal_total, misses, online_lines, verdict
 from simulator.results import SimulationResult
 
 _CSS = """
@@ -68,6 +68,7 @@ def render_html(result: SimulationResult) -> str:
         "<h1>depthscale simulation report</h1>",
         f'<p class="verdict">{escape(verdict(result))}</p>',
         _flagged(misses(result), "miss", "SLO missed."),
+        _flagged(online_lines(result), "online", "Online."),
         _flagged(result.warnings, "warning", "Warning."),
         f'<p class="meta">Trace: {escape(result.trace)}<br>'
         f"Simulated {escape(span(result.duration_s))} ({result.duration_s:,.0f} s), "

@@ -283,3 +283,20 @@ def test_a_model_served_only_online_is_sized_by_the_trigger_alone(ramp: Trace) -
     # Without the trigger the one replica minReplicas keeps is all there is: at 40 requests/s
     # against 19 per replica, the queue never drains.
     assert without.series["m"].replicas_desired.max() == 1
+
+
+def test_the_report_gives_each_routes_waits(ramp: Trace) -> None:
+    from simulator.report.markdown import render_markdown
+    from simulator.report.summary import report_document
+
+    result = run(ramp, _online_scenario(0.3, trigger=False))
+    model = report_document(result)["policies"]["depthscale"]["models"]["m"]
+    routes = model["routes"]
+    assert set(routes) == {"celery", "online"}
+    assert routes["celery"]["requests"] + routes["online"]["requests"] == model["requests"]
+    assert 0.25 < routes["online"]["requests"] / model["requests"] < 0.35
+    # The model's attainment is the two routes' weighted together.
+    weighted = sum(r["slo_attainment"] * r["requests"] for r in routes.values())
+    assert weighted / model["requests"] == pytest.approx(model["slo_attainment"], abs=1e-9)
+    online = routes["online"]
+    assert f"online {100 * online['slo_attainment']:.1f}% within the SLO" in render_markdown(result)

@@ -65,7 +65,9 @@ def test_a_share_outside_zero_to_one_is_refused_by_name(share: float) -> None:
     with pytest.raises(ScenarioError) as caught:
         parse_scenario(text, "models.yaml")
     assert caught.value.path == "models.m.online.share"
-    assert text.splitlines()[caught.value.line - 1].strip().startswith("online:")
+    line = caught.value.line
+    assert line is not None
+    assert text.splitlines()[line - 1].strip().startswith("online:")
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.engine import EngineError, run
-from simulator.engine.hpa import HpaController, HpaSpec, milli
+from simulator.engine.hpa import HpaController, HpaSpec
 from simulator.engine.online import MixedQueue, Scrapes
 from simulator.engine.setup import plan
 from simulator.scenario import Scenario, ScenarioError, default_scenario, parse_scenario
@@ -193,8 +193,9 @@ def _oracle(current: int, metrics: list[tuple[float, float]], tolerance: float) 
     ceil(usage / target)); then computeReplicasForMetrics keeps the largest proposal."""
     replicas = 0
     for usage, target in metrics:
-        usage_m = milli(usage)
-        target_m = max(int(target * 1000), 1)
+        # KEDA hands the HPA resource.Quantity values; the HPA reads them as MilliValue().
+        usage_m = int(usage * 1000)
+        target_m = int(target * 1000)
         ratio = usage_m / (target_m * current)
         proposal = current if abs(ratio - 1.0) <= tolerance else math.ceil(usage_m / target_m)
         if replicas == 0 or proposal > replicas:

@@ -21,9 +21,13 @@ def _nginx_name(path: str, value: str) -> str:
 
 
 def gateway_routes(scenario: Scenario) -> Obj:
-    """ConfigMap ``gateway-routes``: model names -> upstreams, one upstream per model Service."""
+    """ConfigMap ``gateway-routes``: model names -> upstreams, one upstream per model Service.
+    Only models served online (``online.share`` > 0) are routed: they keep a replica and their
+    ScaledObject sees the gateway's load (docs/online.md); any other may be at zero replicas,
+    where the gateway could only answer 502. A name with no route is answered 404."""
     routes: dict[str, str] = {}
-    for model in scenario.models.values():
+    online = [m for m in scenario.models.values() if m.served_online]
+    for model in online:
         for key, path in ((model.name, "name"), (model.served_model, "served_model")):
             _nginx_name(f"models.{model.name}.{path}", key)
             owner = routes.setdefault(key, model.name)
@@ -34,14 +38,14 @@ def gateway_routes(scenario: Scenario) -> Obj:
     route_lines = [f'"{key}" {routes[key]};' for key in sorted(routes)]
     upstream_lines = [
         f"upstream {m.name} {{ server {m.name}:{VLLM_PORT}; keepalive 16; }}"
-        for m in sorted(scenario.models.values(), key=lambda m: m.name)
+        for m in sorted(online, key=lambda m: m.name)
     ]
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "gateway-routes", "labels": labels("depthscale-gateway", "gateway")},
         "data": {
-            "routes.map": "\n".join(route_lines) + "\n",
-            "upstreams.conf": "\n".join(upstream_lines) + "\n",
+            "routes.map": "".join(f"{line}\n" for line in route_lines),
+            "upstreams.conf": "".join(f"{line}\n" for line in upstream_lines),
         },
     }

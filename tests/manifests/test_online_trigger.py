@@ -152,3 +152,27 @@ def test_the_prometheus_address_is_an_option(tmp_path: Path) -> None:
     documents = list(yaml.safe_load_all((out / "llama-3-70b.yaml").read_text()))
     [so] = [d for d in documents if d["kind"] == "ScaledObject"]
     assert so["spec"]["triggers"][1]["metadata"]["serverAddress"] == address
+
+
+def test_the_gateway_routes_only_models_served_online(tmp_path: Path) -> None:
+    # A model without online traffic may sit at zero replicas, where the gateway could only
+    # answer 502: it gets no route (404), one trigger, and may keep minReplicas 0.
+    data = _example()
+    offline = data["models"]["llama-3-8b"]
+    offline.pop("online")
+    offline["policy"]["minReplicas"] = 0
+    models_file = tmp_path / "models.yaml"
+    models_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["render", str(models_file), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    [routes] = list(yaml.safe_load_all((out / "gateway-routes.yaml").read_text()))
+    routed = dict(re.findall(r'^"([^"]+)" (\S+);$', routes["data"]["routes.map"], re.M))
+    upstreams = re.findall(r"upstream (\S+) \{", routes["data"]["upstreams.conf"])
+    served = data["models"]["llama-3-70b"]["served_model"]
+    assert routed == {"llama-3-70b": "llama-3-70b", served: "llama-3-70b"}
+    assert upstreams == ["llama-3-70b"]
+    documents = list(yaml.safe_load_all((out / "llama-3-8b.yaml").read_text()))
+    [so] = [d for d in documents if d["kind"] == "ScaledObject"]
+    assert [t["type"] for t in so["spec"]["triggers"]] == ["external"]
+    assert so["spec"]["minReplicaCount"] == 0

@@ -34,7 +34,7 @@ from proto import externalscaler_pb2 as pb
 from proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.brokers.redact import redact
 from scaler.ports import Depth, QueueSpec
-from scaler.server import start
+from scaler.server import start, tune_process
 from scaler.service import ScalerService
 from scaler.state_store import MemoryStateStore
 from tests.scaler.test_hostile_grpc import _fuzz_map
@@ -48,6 +48,10 @@ class InstantBroker:
 
     async def close(self) -> None:
         pass
+
+
+def p99(samples: list[float]) -> float:
+    return sorted(samples)[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
 def rss_mb() -> float:
@@ -72,6 +76,7 @@ async def timed(stub: pb_grpc.ExternalScalerStub, request: pb.GetMetricsRequest)
 
 
 async def main() -> None:
+    tune_process()  # as `depthscale serve` runs
     started = time.perf_counter()
     redact("k" * 1_000_000)
     print(f"1. redacting a 1 MB key: {(time.perf_counter() - started) * 1000:.1f} ms")
@@ -96,7 +101,8 @@ async def main() -> None:
         print(
             "2. a legitimate GetMetrics: p50 "
             f"{statistics.median(quiet):.2f} ms alone, {statistics.median(during):.2f} ms "
-            f"(max {max(during):.2f} ms, {len(during)} calls) while another process sends 400 "
+            f"(p99 {p99(during):.2f} ms, max {max(during):.2f} ms, {len(during)} calls) while "
+            "another process sends 400 "
             "requests with 160,000-character keys"
         )
 
@@ -132,7 +138,8 @@ async def main() -> None:
         print(
             f"4. 50,000 triggers seen once: RSS {before:.0f} → {rss_mb():.0f} MB; /metrics "
             f"{len(body) / 1e6:.2f} MB in {(time.perf_counter() - scrape_started) * 1000:.0f} ms; "
-            f"a legitimate call during the scrape: max {max(during_scrape, default=0):.2f} ms "
+            f"a legitimate call during the scrape: p50 {statistics.median(during_scrape):.2f} ms, "
+            f"max {max(during_scrape, default=0):.2f} ms "
             f"({len(during_scrape)} calls); triggers kept {len(service._caches.targets)}"
         )
     await running.stop(0)

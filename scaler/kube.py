@@ -2,56 +2,71 @@
 
 KEDA's external-scaler contract never says how many replicas exist, so by default the policy
 counts on its own past decisions. With ``depthscale serve --replicas-from kubernetes`` the service
-asks a ``ReplicaSource`` once per evaluation instead, and ``KubeReplicaSource`` answers from the
-API server with two reads:
+asks a ``ReplicaSource`` once per evaluation instead, and ``KubeReplicaSource`` answers from an
+in-memory mirror of the API server kept current by watches (scaler/kube_watch.py), through
+lightkube's ``AsyncClient`` (TLS, the bearer token, HTTP/2, connection reuse):
 
-1. ``GET /apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/{name}`` → ``spec.scaleTargetRef``
-   (``kind`` defaults to Deployment, ``apiVersion`` to apps/v1; Deployment and StatefulSet are
-   supported). Cached for ``ref_ttl_s``: it rarely changes.
-2. ``GET /apis/apps/v1/namespaces/{ns}/{deployments|statefulsets}/{target}`` →
-   ``ready = status.readyReplicas`` and ``warming = max(max(spec.replicas, status.replicas) −
-   ready, 0)``: pods that exist but do not serve yet, plus pods asked for but not created.
-   Cached for ``counts_ttl_s`` (the service's evaluation interval).
+1. ScaledObjects (``keda.sh/v1alpha1``) of each namespace the scaler is asked about, reduced to
+   their ``spec.scaleTargetRef`` (``kind`` defaults to Deployment, ``apiVersion`` to apps/v1;
+   Deployment and StatefulSet are supported);
+2. Deployments or StatefulSets of that namespace (only the kinds its asked-about ScaledObjects
+   target), each reduced to ``ready = status.readyReplicas`` and ``warming =
+   max(max(spec.replicas, status.replicas) − ready, 0)``: pods that exist but do not serve yet,
+   plus pods asked for but not created.
+
+``counts`` reads the mirror: no request per evaluation. The first question about a namespace
+waits (at most ``timeout_s``) for its first list. A namespace whose ScaledObjects nobody asked
+about for ``idle_s`` is no longer watched, and its mirror is dropped.
 
 Errors never stop the scaler answering and never invent counts: any failure (no in-cluster
 configuration, API down or slow, 401, 403, 404, a target kind it cannot read) makes ``counts``
 return None, so the policy falls back to its own view. Each kind of failure is logged once (per
 ScaledObject for the ones tied to one, once per outage for the API as a whole) with its reason,
-counted in ``depthscale_kube_errors_total{kind}``, and a failure is remembered for
-``counts_ttl_s``; after the API is unreachable or slow no call is made for ``backoff_s``, so an
-outage costs one timeout per interval, not one per ScaledObject.
-
-The HTTP client is the standard library's, in a small thread pool of its own, each worker
-keeping its connection alive (a TLS handshake per GET would cost more than the GET): one GET per
-ScaledObject per interval needs no client library.
+and counted in ``depthscale_kube_errors_total{kind}`` once per answer it spoils. A watch that
+fails is retried ``backoff_s`` later with a fresh list; until then its mirror answers None.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
-import json
+import contextlib
 import logging
 import os
-import ssl
-import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
 
+import httpx2
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
+from lightkube.config.models import Cluster, User
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from prometheus_client import CollectorRegistry, Counter
+
+from scaler.kube_watch import Informer, KubeError, classify
+
+__all__ = [
+    "ERROR_KINDS",
+    "SERVICE_ACCOUNT_DIR",
+    "KubeError",
+    "KubeReplicaSource",
+    "ReplicaCounts",
+    "ReplicaSource",
+    "TargetRef",
+    "parse_counts",
+    "parse_target_ref",
+]
 
 log = logging.getLogger("depthscale.scaler.kube")
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 """Where the kubelet mounts the pod's service-account token and the cluster CA."""
 
-SCALED_OBJECTS = "/apis/keda.sh/v1alpha1/namespaces/{namespace}/scaledobjects/{name}"
-_TARGET_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
+ScaledObject = create_namespaced_resource("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects")
+_TARGET_KINDS: dict[str, Any] = {"Deployment": Deployment, "StatefulSet": StatefulSet}
 _TARGET_API_VERSION = "apps/v1"
 
 ERROR_KINDS = (
@@ -68,8 +83,6 @@ ERROR_KINDS = (
 
 _API_WIDE = frozenset({"config", "unavailable", "timeout", "unauthorized"})
 """Kinds that concern the API as a whole (logged once per outage), not one ScaledObject."""
-_BACK_OFF = frozenset({"unavailable", "timeout"})
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,24 +103,15 @@ class ReplicaSource(Protocol):
     async def close(self) -> None: ...
 
 
-class KubeError(Exception):
-    """One failed read; ``kind`` is one of ``ERROR_KINDS``."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
 @dataclass(frozen=True, slots=True)
 class TargetRef:
-    """A ScaledObject's ``scaleTargetRef``, resolved: kind and name, and the API path to read."""
+    """A ScaledObject's ``scaleTargetRef``, resolved: the target's kind and name."""
 
     kind: str
     name: str
-    path: str
 
 
-def parse_target_ref(namespace: str, scaled_object: Mapping[str, Any]) -> TargetRef:
+def parse_target_ref(scaled_object: Mapping[str, Any]) -> TargetRef:
     """``spec.scaleTargetRef`` of a ScaledObject → the target to read. Raises ``KubeError``
     (``bad-response`` without a name, ``unsupported-target`` for other kinds)."""
     spec = scaled_object.get("spec")
@@ -123,8 +127,7 @@ def parse_target_ref(namespace: str, scaled_object: Mapping[str, Any]) -> Target
             f"scaleTargetRef {api_version} {kind} {name!r}: only apps/v1 Deployment and "
             "StatefulSet targets are read",
         )
-    path = f"/apis/apps/v1/namespaces/{quote(namespace)}/{_TARGET_KINDS[kind]}/{quote(name)}"
-    return TargetRef(kind=kind, name=name, path=path)
+    return TargetRef(kind=kind, name=name)
 
 
 def parse_counts(workload: Mapping[str, Any]) -> ReplicaCounts:
@@ -148,11 +151,38 @@ def parse_counts(workload: Mapping[str, Any]) -> ReplicaCounts:
     return ReplicaCounts(ready=ready, warming=max(max(wanted, existing) - ready, 0))
 
 
+def _ref_of(obj: Any) -> TargetRef | KubeError:
+    """A watched ScaledObject (lightkube's generic resource: a dict) → its target, or why not."""
+    try:
+        return parse_target_ref(obj)
+    except KubeError as exc:
+        return exc
+
+
+def _counts_of(obj: Any) -> ReplicaCounts | KubeError:
+    """A watched Deployment / StatefulSet (lightkube's model) → its counts, or why not."""
+    spec, status = obj.spec, obj.status
+    try:
+        return parse_counts(
+            {
+                "spec": {"replicas": spec.replicas if spec is not None else None},
+                "status": (
+                    {"replicas": status.replicas, "readyReplicas": status.readyReplicas}
+                    if status is not None
+                    else {}
+                ),
+            }
+        )
+    except KubeError as exc:
+        return exc
+
+
 def _hint(kind: str, namespace: str) -> str:
     if kind == "forbidden":
         return (
-            f" (RBAC: the scaler's ServiceAccount needs get on scaledobjects.keda.sh and on "
-            f"deployments.apps / statefulsets.apps in namespace {namespace!r}; docs/scaler.md)"
+            f" (RBAC: the scaler's ServiceAccount needs get, list and watch on "
+            f"scaledobjects.keda.sh and on deployments.apps / statefulsets.apps in namespace "
+            f"{namespace!r}; docs/scaler.md)"
         )
     if kind == "unauthorized":
         return " (the service-account token was refused: is it mounted and current?)"
@@ -161,21 +191,31 @@ def _hint(kind: str, namespace: str) -> str:
     return ""
 
 
-class KubeReplicaSource:
-    """Replica counts read from the API server (see the module docstring).
+@dataclass
+class _Namespace:
+    """The watches of one namespace: ScaledObjects, and each target kind asked about."""
 
-    base_url:     the API server, ``https://host:port``; None when not configured (every call
-                  then fails as ``config``).
-    token:        bearer token; when None it is read from ``token_file`` at each request (the
-                  kubelet rotates projected tokens in place).
-    ca_file:      PEM bundle the server's certificate must chain to (https only).
-    timeout_s:    seconds both reads of one ScaledObject may take together, > 0.
-    counts_ttl_s: seconds a result (or a failure) answers again, > 0; the service's interval.
-    ref_ttl_s:    seconds a ScaledObject's scaleTargetRef is reused, > 0.
-    backoff_s:    seconds without any call after the API was unreachable or timed out, >= 0.
-    clock:        monotonic seconds, for the caches.
-    workers:      threads (each with its kept-alive connection) making requests, >= 1.
-    registry:     where ``depthscale_kube_errors_total`` is registered (a fresh one if None).
+    scaled_objects: Informer[TargetRef | KubeError]
+    targets: dict[str, Informer[ReplicaCounts | KubeError]]
+
+
+class KubeReplicaSource:
+    """Replica counts from watched objects (see the module docstring).
+
+    base_url:         the API server, ``https://host:port``; None when not configured (every
+                      answer is then None, counted as ``config``).
+    token:            bearer token; when None it is read from ``token_file``, and read again when
+                      the API server answers 401 (the kubelet rotates projected tokens in place).
+    ca_file:          PEM bundle the server's certificate must chain to (https only).
+    timeout_s:        seconds a ``counts`` call may wait (for a namespace's first list), > 0; also
+                      the connect/read timeout of lists.
+    idle_s:           seconds after which a ScaledObject nobody asks about is forgotten, and a
+                      namespace without any is no longer watched, > 0.
+    backoff_s:        seconds before a failed list or watch is tried again, >= 0.
+    server_timeout_s: seconds the API server keeps one watch request open (``timeoutSeconds``)
+                      before lightkube opens the next one, >= 1.
+    clock:            monotonic seconds, for the idle expiry.
+    registry:         where ``depthscale_kube_errors_total`` is registered (a fresh one if None).
     """
 
     def __init__(
@@ -186,32 +226,27 @@ class KubeReplicaSource:
         token_file: Path | None = None,
         ca_file: Path | None = None,
         timeout_s: float = 1.0,
-        counts_ttl_s: float = 5.0,
-        ref_ttl_s: float = 300.0,
+        idle_s: float = 600.0,
         backoff_s: float = 10.0,
+        server_timeout_s: int = 300,
         clock: Callable[[], float] = time.monotonic,
-        workers: int = 4,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        for name, value in (
-            ("timeout_s", timeout_s),
-            ("counts_ttl_s", counts_ttl_s),
-            ("ref_ttl_s", ref_ttl_s),
-        ):
+        for name, value in (("timeout_s", timeout_s), ("idle_s", idle_s)):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0 seconds, got {value}")
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
         if backoff_s < 0:
             raise ValueError(f"backoff_s must be >= 0 seconds, got {backoff_s}")
+        if server_timeout_s < 1:
+            raise ValueError(f"server_timeout_s must be >= 1 second, got {server_timeout_s}")
         self.base_url = base_url.rstrip("/") if base_url else None
         self.token = token
         self.token_file = token_file
         self.ca_file = ca_file
         self.timeout_s = timeout_s
-        self.counts_ttl_s = counts_ttl_s
-        self.ref_ttl_s = ref_ttl_s
+        self.idle_s = idle_s
         self.backoff_s = backoff_s
+        self.server_timeout_s = server_timeout_s
         self.clock = clock
         self.errors = Counter(
             "depthscale_kube_errors",
@@ -221,21 +256,11 @@ class KubeReplicaSource:
         )
         for kind in ERROR_KINDS:
             self.errors.labels(kind)  # every kind at 0 from the start, so rate() sees the first
-        self.requests = 0
-        """API requests made (for tests and the curious)."""
-        self._ssl: ssl.SSLContext | None = None
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="depthscale-kube"
-        )
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[http.client.HTTPConnection] = []
-        self._refs: dict[tuple[str, str], tuple[TargetRef, float]] = {}
-        self._counts: dict[tuple[str, str], tuple[ReplicaCounts | None, float]] = {}
-        self._fetching: dict[tuple[str, str], asyncio.Task[ReplicaCounts | None]] = {}
-        self._down_until = -float("inf")
+        self._client: AsyncClient | None = None
+        self._namespaces: dict[str, _Namespace] = {}
+        self._asked: dict[tuple[str, str], float] = {}
         self._logged: set[tuple[str, str]] = set()
-        self._pruned_at = clock()
+        self._swept_at = clock()
 
     @classmethod
     def in_cluster(
@@ -263,156 +288,144 @@ class KubeReplicaSource:
     # --- the ReplicaSource protocol ------------------------------------------------------
 
     async def counts(self, namespace: str, scaled_object: str) -> ReplicaCounts | None:
-        """The target's replicas, or None when they cannot be read now (logged, counted)."""
+        """The target's replicas, or None when they cannot be known now (logged, counted)."""
         key = (namespace, scaled_object)
         now = self.clock()
-        cached = self._counts.get(key)
-        if cached is not None and 0 <= now - cached[1] < self.counts_ttl_s:
-            return cached[0]
-        if now < self._down_until:
-            return None
-        running = self._fetching.get(key)
-        if running is None:
-            running = asyncio.create_task(self._fetch(key))
-            self._fetching[key] = running
-            running.add_done_callback(lambda t: self._settle(key, t))
-        return await asyncio.shield(running)
-
-    async def close(self) -> None:
-        for task in list(self._fetching.values()):
-            task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        with self._lock:
-            for connection in self._connections:
-                connection.close()
-            self._connections.clear()
-
-    # --- reading -------------------------------------------------------------------------
-
-    def _settle(self, key: tuple[str, str], task: asyncio.Task[ReplicaCounts | None]) -> None:
-        if self._fetching.get(key) is task:
-            del self._fetching[key]
-
-    async def _fetch(self, key: tuple[str, str]) -> ReplicaCounts | None:
-        namespace, name = key
-        started = self.clock()  # the result's age counts from the request, as the service's
-        result: ReplicaCounts | None = None
+        self._asked[key] = now
         try:
             async with asyncio.timeout(self.timeout_s):
-                result = await self._read(namespace, name)
+                result = await self._lookup(namespace, scaled_object)
         except TimeoutError:
             self._failed(key, KubeError("timeout", f"no answer within {self.timeout_s:g} s"))
+            return None
         except KubeError as exc:
             self._failed(key, exc)
-        else:
-            self._recovered(key)
-        self._counts[key] = (result, started)
-        self._prune(started)
+            return None
+        except Exception as exc:  # never raise to the service
+            self._failed(key, classify(exc, "the Kubernetes API"))
+            return None
+        finally:
+            await self._sweep(now)
+        self._recovered(key)
         return result
 
-    async def _read(self, namespace: str, name: str) -> ReplicaCounts:
-        key = (namespace, name)
-        cached = self._refs.get(key)
-        if cached is not None and 0 <= self.clock() - cached[1] < self.ref_ttl_s:
-            ref = cached[0]
-        else:
-            path = SCALED_OBJECTS.format(namespace=quote(namespace), name=quote(name))
-            ref = parse_target_ref(namespace, await self._get(path, f"ScaledObject {name!r}"))
-            self._refs[key] = (ref, self.clock())
-        try:
-            workload = await self._get(ref.path, f"{ref.kind} {ref.name!r}")
-        except KubeError as exc:
-            if exc.kind == "not-found":
-                self._refs.pop(key, None)  # the target may have been renamed: read the ref again
-            raise
-        return parse_counts(workload)
+    async def close(self) -> None:
+        for space in list(self._namespaces.values()):
+            await self._stop(space)
+        self._namespaces.clear()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.close()
+            self._client = None
 
-    async def _get(self, path: str, what: str) -> Mapping[str, Any]:
-        loop = asyncio.get_running_loop()
-        self.requests += 1
-        return await loop.run_in_executor(self._executor, self._get_blocking, path, what)
+    # --- reading the mirror --------------------------------------------------------------
 
-    def _get_blocking(self, path: str, what: str) -> Mapping[str, Any]:
-        """One GET, in a worker thread, on that thread's kept-alive connection. Raises
-        ``KubeError``."""
+    async def _lookup(self, namespace: str, name: str) -> ReplicaCounts:
+        space = self._namespace(namespace)
+        await space.scaled_objects.ready()
+        ref = space.scaled_objects.items.get(name)
+        if ref is None:
+            raise KubeError("not-found", f"ScaledObject {name!r} not found")
+        if isinstance(ref, KubeError):
+            raise ref
+        targets = space.targets.get(ref.kind)
+        if targets is None:
+            targets = space.targets[ref.kind] = self._informer(
+                _TARGET_KINDS[ref.kind], namespace, _counts_of, f"{ref.kind}s in {namespace}"
+            )
+        await targets.ready()
+        counts = targets.items.get(ref.name)
+        if counts is None:
+            raise KubeError("not-found", f"{ref.kind} {ref.name!r} not found")
+        if isinstance(counts, KubeError):
+            raise counts
+        return counts
+
+    def informer(self, namespace: str, kind: str) -> Informer[Any] | None:
+        """The watch of ``kind`` (ScaledObject, Deployment, StatefulSet) in ``namespace``, if
+        one runs (for tests and the benchmark)."""
+        space = self._namespaces.get(namespace)
+        if space is None:
+            return None
+        return space.scaled_objects if kind == "ScaledObject" else space.targets.get(kind)
+
+    def _namespace(self, namespace: str) -> _Namespace:
+        space = self._namespaces.get(namespace)
+        if space is None:
+            space = _Namespace(
+                scaled_objects=self._informer(
+                    ScaledObject, namespace, _ref_of, f"ScaledObjects in {namespace}"
+                ),
+                targets={},
+            )
+            self._namespaces[namespace] = space
+        return space
+
+    def _informer(
+        self, resource: Any, namespace: str, reduce: Callable[[Any], Any], what: str
+    ) -> Informer[Any]:
+        return Informer(
+            self._api(),
+            resource,
+            namespace,
+            reduce,
+            backoff_s=self.backoff_s,
+            server_timeout_s=self.server_timeout_s,
+            what=what,
+        )
+
+    def _api(self) -> AsyncClient:
+        """The lightkube client (made at the first read). Raises ``KubeError`` (``config``)."""
+        if self._client is not None:
+            return self._client
         if self.base_url is None:
             raise KubeError("config", "not in a cluster: KUBERNETES_SERVICE_HOST is not set")
-        headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
-        for attempt in range(2):
-            connection = self._connection()
-            reused = connection.sock is not None
-            try:
-                connection.request("GET", path, headers=headers)
-                response = connection.getresponse()
-                body = response.read()
-                break
-            except TimeoutError:
-                connection.close()
-                raise KubeError("timeout", f"no answer within {self.timeout_s:g} s") from None
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
-                if reused and attempt == 0 and isinstance(exc, _STALE):
-                    continue  # the server closed an idle kept-alive connection: once more
-                raise KubeError("unavailable", f"{self.base_url}: {exc}") from None
-        if response.status >= 400:
-            raise _http_error(response.status, response.reason, body, what)
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise KubeError("bad-response", f"{what}: the answer is not JSON") from None
-        if not isinstance(data, dict):
-            raise KubeError("bad-response", f"{what}: the answer is not a JSON object")
-        return data
-
-    def _connection(self) -> http.client.HTTPConnection:
-        """This worker thread's connection to the API server (opened on first use)."""
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            assert self.base_url is not None
-            url = urlsplit(self.base_url)
-            host = url.hostname or ""
-            if url.scheme == "https":
-                connection = http.client.HTTPSConnection(
-                    host, url.port or 443, timeout=self.timeout_s, context=self._context()
-                )
-            else:
-                connection = http.client.HTTPConnection(
-                    host, url.port or 80, timeout=self.timeout_s
-                )
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
-        return connection
-
-    def _token(self) -> str:
-        if self.token is not None:
-            return self.token
-        if self.token_file is None:
+        if self.token is None and self.token_file is None:
             raise KubeError("config", "no service-account token configured")
+        if self.token_file is not None and not self.token_file.is_file():
+            raise KubeError("config", f"no service-account token at {self.token_file}")
+        config = KubeConfig.from_one(
+            cluster=Cluster(
+                server=self.base_url,
+                certificate_auth=str(self.ca_file) if self.ca_file is not None else None,
+            ),
+            user=User(
+                token=self.token,
+                token_file=str(self.token_file) if self.token_file is not None else None,
+            ),
+        )
         try:
-            return self.token_file.read_text().strip()
-        except OSError as exc:
-            raise KubeError(
-                "config", f"no service-account token at {self.token_file}: {exc.strerror}"
-            ) from None
+            self._client = AsyncClient(
+                config, timeout=httpx2.Timeout(self.timeout_s), trust_env=False, http2=True
+            )
+        except Exception as exc:
+            raise KubeError("config", f"cluster CA {self.ca_file}: {exc}") from None
+        return self._client
 
-    def _context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            try:
-                self._ssl = ssl.create_default_context(
-                    cafile=str(self.ca_file) if self.ca_file is not None else None
-                )
-            except (OSError, ssl.SSLError) as exc:
-                raise KubeError("config", f"cluster CA {self.ca_file}: {exc}") from None
-        return self._ssl
+    # --- housekeeping --------------------------------------------------------------------
+
+    async def _sweep(self, now: float) -> None:
+        """At most every ``idle_s / 4``: forget ScaledObjects nobody asked about for
+        ``idle_s``, and stop watching namespaces left without any."""
+        if 0 <= now - self._swept_at < self.idle_s / 4:
+            return
+        self._swept_at = now
+        for key in [k for k, at in self._asked.items() if not 0 <= now - at < self.idle_s]:
+            del self._asked[key]
+        live = {namespace for namespace, _ in self._asked}
+        for namespace in [n for n in self._namespaces if n not in live]:
+            await self._stop(self._namespaces.pop(namespace))
+
+    async def _stop(self, space: _Namespace) -> None:
+        await space.scaled_objects.close()
+        for informer in space.targets.values():
+            await informer.close()
 
     # --- failures ------------------------------------------------------------------------
 
     def _failed(self, key: tuple[str, str], exc: KubeError) -> None:
         namespace, name = key
         self.errors.labels(exc.kind).inc()
-        if exc.kind in _BACK_OFF:
-            self._down_until = self.clock() + self.backoff_s
         scope = "" if exc.kind in _API_WIDE else f"{namespace}/{name}"
         if (exc.kind, scope) in self._logged:
             return
@@ -455,24 +468,3 @@ class KubeReplicaSource:
                     }
                 },
             )
-
-    def _prune(self, now: float) -> None:
-        """Forget entries of ScaledObjects no longer asked about (at most once per ref_ttl_s)."""
-        if now - self._pruned_at < self.ref_ttl_s:
-            return
-        self._pruned_at = now
-        for key in [k for k, (_, at) in self._counts.items() if now - at >= self.counts_ttl_s]:
-            del self._counts[key]
-        for key in [k for k, (_, at) in self._refs.items() if now - at >= self.ref_ttl_s]:
-            del self._refs[key]
-
-
-def _http_error(status: int, reason: str, body: bytes, what: str) -> KubeError:
-    """An API status → a ``KubeError`` carrying the server's own message (a Status object)."""
-    try:
-        message = str(json.loads(body).get("message", "")) or reason
-    except (ValueError, AttributeError):
-        message = reason
-    message = f"{what}: HTTP {status}: {message}"[:400]
-    kind = {401: "unauthorized", 403: "forbidden", 404: "not-found"}.get(status, "unavailable")
-    return KubeError(kind, message)

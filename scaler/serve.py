@@ -189,14 +189,13 @@ def open_replicas(
     source: str, *, cache_s: float, timeout_s: float, registry: CollectorRegistry
 ) -> ReplicaSource | None:
     """``decisions`` → None (the policy counts on its own decisions); ``kubernetes`` → the pod's
-    in-cluster API access, its results reused for one evaluation interval (``cache_s``)."""
+    in-cluster API access, answered from watches (``cache_s`` is not needed: a count is as fresh
+    as the last event), waiting at most ``timeout_s`` for a namespace's first list."""
     if source == "decisions":
         return None
     from scaler.kube import KubeReplicaSource
 
-    return KubeReplicaSource.in_cluster(
-        timeout_s=timeout_s, counts_ttl_s=cache_s, registry=registry
-    )
+    return KubeReplicaSource.in_cluster(timeout_s=timeout_s, registry=registry)
 
 
 class _OneLineErrors(click.Command):

@@ -180,7 +180,7 @@ def _counts_of(obj: Any) -> ReplicaCounts | KubeError:
 def _hint(kind: str, namespace: str) -> str:
     if kind == "forbidden":
         return (
-            f" (RBAC: the scaler's ServiceAccount needs get, list and watch on "
+            f" (RBAC: the scaler's ServiceAccount needs list and watch on "
             f"scaledobjects.keda.sh and on deployments.apps / statefulsets.apps in namespace "
             f"{namespace!r}; docs/scaler.md)"
         )

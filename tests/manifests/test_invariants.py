@@ -397,17 +397,18 @@ def test_scaler_args_are_flags_serve_accepts(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def _grants(rules: list[Obj], group: str, resource: str) -> bool:
-    return any(
-        group in rule.get("apiGroups", [])
-        and {resource, "*"} & set(rule.get("resources", []))
-        and {"get", "*"} & set(rule.get("verbs", []))
-        for rule in rules
-    )
+    """The rules let the scaler list and watch ``resource`` (its replica-count watches)."""
+    verbs: set[str] = set()
+    for rule in rules:
+        if group in rule.get("apiGroups", []) and {resource, "*"} & set(rule.get("resources", [])):
+            verbs |= set(rule.get("verbs", []))
+    return "*" in verbs or {"list", "watch"} <= verbs
 
 
 def test_scaler_may_read_every_scaled_object_and_its_target(overlay: Overlay) -> None:
-    # --replicas-from=kubernetes GETs each ScaledObject and its target with the pod's token; a
-    # missing grant would only show at run time (a 403, then the policy's own decisions).
+    # --replicas-from=kubernetes lists then watches the ScaledObjects and their targets in each
+    # namespace it is asked about, with the pod's token; a missing grant would only show at run
+    # time (a 403, then the policy's own decisions).
     _, objects = overlay
     scaler = _find(objects, "Deployment", "depthscale", "depthscale-scaler")
     assert scaler is not None
@@ -436,8 +437,8 @@ def test_scaler_may_read_every_scaled_object_and_its_target(overlay: Overlay) ->
         plural = {"Deployment": "deployments", "StatefulSet": "statefulsets"}[
             target.get("kind", "Deployment")
         ]
-        assert _grants(rules, "keda.sh", "scaledobjects"), f"{_name(so)}: no get on it"
-        assert _grants(rules, "apps", plural), f"{_name(so)}: no get on its {plural}"
+        assert _grants(rules, "keda.sh", "scaledobjects"), f"{_name(so)}: no list/watch on it"
+        assert _grants(rules, "apps", plural), f"{_name(so)}: no list/watch on its {plural}"
 
 
 def test_hpa_leaves_stabilization_to_the_policy(overlay: Overlay) -> None:

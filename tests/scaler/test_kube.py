@@ -528,7 +528,7 @@ def test_forbidden_means_unknown_with_an_rbac_hint_logged_once(
     assert "HTTP 403" in message
     assert 'cannot list resource "scaledobjects"' in message  # the API server's own reason
     assert "RBAC" in message
-    assert "get, list and watch" in message
+    assert "list and watch" in message
     assert "deployments.apps" in message
 
 

@@ -47,6 +47,7 @@ from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from prometheus_client import CollectorRegistry, Counter
 
 from scaler.kube_watch import Informer, KubeError, classify
+from scaler.service import IDLE_S
 
 __all__ = [
     "ERROR_KINDS",
@@ -210,7 +211,7 @@ class KubeReplicaSource:
     timeout_s:        seconds a ``counts`` call may wait (for a namespace's first list), > 0; also
                       the connect/read timeout of lists.
     idle_s:           seconds after which a ScaledObject nobody asks about is forgotten, and a
-                      namespace without any is no longer watched, > 0.
+                      namespace without any is no longer watched, > 0 (the service's idle expiry).
     backoff_s:        seconds before a failed list or watch is tried again, >= 0.
     server_timeout_s: seconds the API server keeps one watch request open (``timeoutSeconds``)
                       before lightkube opens the next one, >= 1.
@@ -226,7 +227,7 @@ class KubeReplicaSource:
         token_file: Path | None = None,
         ca_file: Path | None = None,
         timeout_s: float = 1.0,
-        idle_s: float = 600.0,
+        idle_s: float = IDLE_S,
         backoff_s: float = 10.0,
         server_timeout_s: int = 300,
         clock: Callable[[], float] = time.monotonic,

@@ -15,9 +15,10 @@ The loop is the one the Kubernetes API concepts describe under "Efficient detect
    request that fails (connection refused, timeout, 401, 403, 5xx) marks the mirror as failed
    with its ``KubeError`` kind and is retried ``backoff_s`` later with a fresh list.
 
-lightkube's watch does not ask for bookmarks (``allowWatchBookmarks``; its ``watch`` takes
-labels, fields, ``server_timeout``, ``resource_version`` and ``on_error`` only:
-https://lightkube.readthedocs.io/en/latest/reference/async_client/), so a quiet namespace's
+lightkube's watch does not ask for bookmarks (``allowWatchBookmarks``,
+https://kubernetes.io/docs/reference/using-api/api-concepts/#watch-bookmarks): its
+``AsyncClient.watch`` takes labels, fields, ``server_timeout``, ``resource_version`` and
+``on_error`` only (lightkube 1.0.1, lightkube/core/async_client.py). So a quiet namespace's
 watch is resumed from an older version and may meet a 410: that costs one list, and no event is
 lost.
 """

@@ -215,6 +215,8 @@ class KubeReplicaSource:
     backoff_s:        seconds before a failed list or watch is tried again, >= 0.
     server_timeout_s: seconds the API server keeps one watch request open (``timeoutSeconds``)
                       before lightkube opens the next one, >= 1.
+    silence_grace_s:  seconds a watch may stay silent beyond ``server_timeout_s`` before it is
+                      taken for dead (a connection lost without a reset) and re-opened, > 0.
     clock:            monotonic seconds, for the idle expiry.
     registry:         where ``depthscale_kube_errors_total`` is registered (a fresh one if None).
     """
@@ -230,10 +232,15 @@ class KubeReplicaSource:
         idle_s: float = IDLE_S,
         backoff_s: float = 10.0,
         server_timeout_s: int = 300,
+        silence_grace_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        for name, value in (("timeout_s", timeout_s), ("idle_s", idle_s)):
+        for name, value in (
+            ("timeout_s", timeout_s),
+            ("idle_s", idle_s),
+            ("silence_grace_s", silence_grace_s),
+        ):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0 seconds, got {value}")
         if backoff_s < 0:
@@ -248,6 +255,7 @@ class KubeReplicaSource:
         self.idle_s = idle_s
         self.backoff_s = backoff_s
         self.server_timeout_s = server_timeout_s
+        self.silence_grace_s = silence_grace_s
         self.clock = clock
         self.errors = Counter(
             "depthscale_kube_errors",
@@ -372,6 +380,7 @@ class KubeReplicaSource:
             reduce,
             backoff_s=self.backoff_s,
             server_timeout_s=self.server_timeout_s,
+            silence_grace_s=self.silence_grace_s,
             what=what,
         )
 

@@ -11,8 +11,9 @@ The loop is the one the Kubernetes API concepts describe under "Efficient detect
 3. a watch answered with ``410 Gone`` (the version is older than the server keeps:
    https://kubernetes.io/docs/reference/using-api/api-concepts/#410-gone-responses) starts over
    at 1 with a fresh list, which also drops objects deleted while nobody watched;
-4. a watch connection that drops mid-stream is re-opened at once from the last version seen; a
-   request that fails (connection refused, timeout, 401, 403, 5xx) marks the mirror as failed
+4. a watch connection that drops mid-stream, or stays silent for longer than a watch lasts
+   (``server_timeout_s`` + ``silence_grace_s``: a connection dead without a reset), is re-opened
+   at once from the last version seen; a request that fails (connection refused, timeout, 401, 403, 5xx) marks the mirror as failed
    with its ``KubeError`` kind and is retried ``backoff_s`` later with a fresh list.
 
 lightkube's watch does not ask for bookmarks (``allowWatchBookmarks``,
@@ -103,6 +104,7 @@ class Informer(Generic[V]):
         *,
         backoff_s: float,
         server_timeout_s: int,
+        silence_grace_s: float,
         what: str,
     ) -> None:
         self.client = client
@@ -111,6 +113,7 @@ class Informer(Generic[V]):
         self.reduce = reduce
         self.backoff_s = backoff_s
         self.server_timeout_s = server_timeout_s
+        self.silence_grace_s = silence_grace_s
         self.what = what
         self.items: dict[str, V] = {}
         self.version = ""
@@ -179,6 +182,7 @@ class Informer(Generic[V]):
         """Apply events from ``version`` on. Returns the last version seen when the connection
         dropped (to re-watch from it); raises ``_Gone`` for a 410."""
         self.watches += 1
+        await self._notify()
         events = 0
         stream: AsyncIterator[tuple[str, Any]] = aiter(
             self.client.watch(
@@ -192,7 +196,12 @@ class Informer(Generic[V]):
         try:
             while True:
                 try:
-                    kind, obj = await anext(stream)
+                    async with asyncio.timeout(self.server_timeout_s + self.silence_grace_s):
+                        kind, obj = await anext(stream)
+                except TimeoutError:
+                    # Silent for longer than a watch lasts: the connection may be dead without
+                    # a reset (lightkube reads watches without a timeout). Re-watch.
+                    return self.version
                 except StopAsyncIteration:
                     return self.version
                 except ApiError as exc:

@@ -474,6 +474,26 @@ def test_a_dropped_watch_is_resumed_from_its_last_version(api: FakeApi) -> None:
     assert len(api.requests(DEPLOYS, watch=False)) == 1
 
 
+def test_a_silent_watch_is_taken_for_dead_and_reopened(api: FakeApi) -> None:
+    # The fake never ends a watch and sends nothing more: as a connection lost without a reset
+    # looks. Silent for longer than a watch lasts (timeoutSeconds + grace), it is re-opened.
+    src = source(api, server_timeout_s=1, silence_grace_s=0.2)
+
+    async def main() -> None:
+        assert await src.counts(NS, "llama-8b") == ReplicaCounts(6, 0)
+        deployments = src.informer(NS, "Deployment")
+        assert deployments is not None
+        await deployments.wait_for(lambda i: i.watches >= 2)
+        await applied(src, "Deployment", api.put(DEPLOYS, workload(6, 6, 2)))
+        assert await src.counts(NS, "llama-8b") == ReplicaCounts(2, 4)
+
+    run(src, main)
+    watches = api.requests(DEPLOYS, watch=True)
+    assert watches[0]["timeoutSeconds"] == ["1"]
+    assert watches[1]["resourceVersion"] == watches[0]["resourceVersion"], "from where it was"
+    assert len(api.requests(DEPLOYS, watch=False)) == 1, "no list needed"
+
+
 def test_concurrent_first_questions_share_one_list(api: FakeApi) -> None:
     src = source(api)
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -427,14 +428,12 @@ def _collect(
 @contextlib.asynccontextmanager
 async def _system(
     settings: ReplaySettings, clock: TraceClock
-) -> AsyncIterator[tuple[Brokers, ScalerService, int, Any]]:
+) -> AsyncIterator[tuple[Brokers, ScalerService, int, Path]]:
     """The brokers, the scaler on a loopback port and a folder for the workers' logs."""
     with open_brokers(settings) as brokers, workdir() as folder:
         service = ScalerService({BROKER: brokers.reader()}, MemoryStateStore(), clock=clock)
         running = await start(service, port=0, host="127.0.0.1")
         try:
-            from pathlib import Path
-
             yield brokers, service, running.port, Path(folder)
         finally:
             await running.stop(0.5)

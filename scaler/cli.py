@@ -14,7 +14,7 @@ import click
 _COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("scaler.serve:serve", "Run the KEDA external scaler (gRPC) for Celery queues."),
     "demo": ("demo.command:demo", "The whole path on this machine, then the simulator beside it."),
-    "replay": ("demo.command:replay_command", "Replay a trace live, compressed; compare to simulate."),
+    "replay": ("demo.command:replay_command", "Replay a trace live; compare to simulate."),
     "simulate": ("simulator.cli:simulate", "Replay a trace through modelled KEDA/HPA/GPUs."),
     "trace": ("simulator.cli:trace", "Trace tools: generate synthetic traces, inspect files."),
     "render": ("simulator.render:render", "Render per-model Kubernetes manifests."),
@@ -74,6 +74,7 @@ def main() -> None:
     \b
     serve     the KEDA external scaler, reading Celery queue depth from Redis
     demo      see it work on this machine, no cluster needed
+    replay    a trace through the live system, compressed, beside the simulator
     simulate  replay traffic and compare policies' GPU cost and queue wait
     render    write the per-model Kubernetes objects from a models file
     tune      search the policy's settings on your traffic, cheapest meeting the SLO

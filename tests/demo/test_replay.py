@@ -3,14 +3,16 @@ x20, then the simulator on the same trace and settings.
 
 What must hold exactly: every task submitted has a result and none is lost; both sides decide at
 the same instants (one decision per KEDA poll and HPA sync). What must hold within a tolerance:
-the replica series. The tolerance is the one measured (docs/demo.md, "How closely they agree"):
-over runs of this trace, the Deployment's replica count differed from the simulator's by 0.07
-to 0.12 replicas on average over the run, ready replicas by 0.15 to 0.5; a run beyond 0.5 and
-1.0 respectively means the live system and the model have parted, not noise.
+the replica series. The tolerance is set from measured runs (docs/demo.md, "How closely they
+agree"): on this trace at x20 the Deployment's replica count differed from the simulator's by
+0.02 to 0.30 replicas on average over the run, and the replicas serving by 0.03 to 0.21, also
+with another process keeping a core busy. 0.5 leaves room for a slower machine; one replica
+missing or extra for the whole run would be about 1.
 """
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -24,24 +26,44 @@ from demo.traffic import MODEL, burst_trace
 from simulator.results import PolicyResult
 from simulator.traces.loader import load_trace
 from simulator.traces.write import write_trace
-from tests.conftest import require_binary
+from tests.conftest import IN_CI, require_binary
 
 pytestmark = pytest.mark.redis
 
 DESIRED_MEAN_TOLERANCE = 0.5
 """Replicas: the largest mean |live − simulated| of the Deployment's count accepted."""
-READY_MEAN_TOLERANCE = 1.0
-"""Replicas: the same for replicas serving (process start varies more than the decisions)."""
+READY_MEAN_TOLERANCE = 0.5
+"""Replicas: the same for the replicas serving."""
 
 
-@pytest.fixture(scope="module")
-def replayed(tmp_path_factory: pytest.TempPathFactory) -> tuple[LiveResult, PolicyResult, str]:
-    require_binary("redis-server")
+def rabbitmq_or_skip() -> None:
+    """RabbitMQ on 127.0.0.1:5672 and rabbitmqctl (the run makes its own vhost): skip
+    locally without them, fail in CI."""
+    require_binary("rabbitmqctl")
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1.0).close()
+    except OSError:
+        message = "RabbitMQ is not listening on 127.0.0.1:5672"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(
+    scope="module", params=["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
+)
+def replayed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[LiveResult, PolicyResult, str]:
+    require_binary("redis-server")  # the broker, or the result backend beside RabbitMQ
+    if request.param == "rabbitmq":
+        rabbitmq_or_skip()
     path = write_trace(burst_trace(), tmp_path_factory.mktemp("trace") / "burst.csv")
     trace = load_trace(path)  # through the project's loader, as `depthscale replay` reads it
+    settings = ReplaySettings(time_scale=20.0, broker=request.param)
     runner = CliRunner()
     with runner.isolation() as (out, _err, _):
-        live, simulated = replay(trace, ReplaySettings(time_scale=20.0))
+        live, simulated = replay(trace, settings)
     return live, simulated, out.getvalue().decode()
 
 
@@ -92,7 +114,7 @@ def test_the_output_states_the_scale_then_a_verdict(
     assert any("policy wants" in line and "scale-up" in line for line in lines)
     assert any(" HPA sets " in line for line in lines)
     verdict = next(i for i, line in enumerate(lines) if line.startswith(f"{MODEL}: replicas"))
-    table = next(i for i, line in enumerate(lines) if "tasks lost" in line)
+    table = next(i for i, line in enumerate(lines) if line.strip().startswith("tasks lost"))
     assert verdict < table
     assert "0 lost" in output
 

@@ -18,7 +18,10 @@ compile() {
 }
 
 mkdir -p requirements
-compile pyproject.toml --extra serve --output-file requirements/serve.txt
+# httpx2 (lightkube's HTTP client) needs httpx2-jsfetch only under Pyodide (sys_platform ==
+# 'emscripten', Python >= 3.12): no image runs there, and it has no wheel for 3.11 to download.
+compile pyproject.toml --extra serve --no-emit-package httpx2-jsfetch \
+  --output-file requirements/serve.txt
 compile pyproject.toml --extra worker --output-file requirements/worker.txt
 {
   echo pip

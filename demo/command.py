@@ -20,7 +20,8 @@ import click
 
 from demo.brokers import DemoBrokerError
 from demo.compare import compare, lines, reasons
-from demo.live import Event, LiveResult, run_live
+from demo.control import Event
+from demo.live import LiveResult, run_live
 from demo.local_redis import LocalRedisError
 from demo.settings import DEFAULT_RABBITMQ_URL, ReplaySettings
 from demo.traffic import burst_trace

@@ -34,6 +34,7 @@ import numpy as np
 
 from demo.brokers import Brokers, open_brokers
 from demo.cluster import Deployment, ReplicaSpec, workdir
+from demo.control import ControlLoop, Event, ModelControl, ModelSeries
 from demo.settings import BROKER, NAMESPACE, ReplaySettings
 from proto import externalscaler_pb2 as pb
 from proto import externalscaler_pb2_grpc as pb_grpc
@@ -52,33 +53,8 @@ DRAIN_DEADLINE_S = 120.0
 a task still without a result then is counted lost."""
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One line of the live log: at ``t_s`` (trace seconds) ``model``'s policy decided
-    ``desired`` for ``reason`` (``detail`` its sentence), or KEDA/the HPA (``actor``) set the
-    Deployment from ``before`` to ``replicas``."""
-
-    t_s: float
-    model: str
-    actor: str
-    before: int
-    replicas: int
-    desired: int | None
-    reason: str
-    detail: str
-
-
-@dataclass
-class ModelSeries:
-    """A model's live series on the sample instants (trace seconds): the Deployment's replicas
-    (desired), those serving (ready), and the policy's reason counts over every evaluation."""
-
-    t_s: list[float] = field(default_factory=list)
-    desired: list[int] = field(default_factory=list)
-    ready: list[int] = field(default_factory=list)
-    reasons: dict[str, int] = field(default_factory=dict)
-    scale_events: int = 0
-    errors: int = 0
+Task = tuple[str, int, float, float]
+"""A submitted task: id, model index, Unix seconds submitted, service time (trace seconds)."""
 
 
 @dataclass
@@ -160,7 +136,7 @@ class Submitter(threading.Thread):
         super().__init__(name="depthscale-demo-client", daemon=True)
         self.client, self.trace, self.service_s = client, trace, service_s
         self.scale, self.origin = scale, origin
-        self.tasks: list[tuple[str, int, float, float]] = []
+        self.tasks: list[Task] = []
         self.stop = threading.Event()
         self.error: BaseException | None = None
 
@@ -185,20 +161,6 @@ class Submitter(threading.Thread):
             self.error = exc
 
 
-async def _keda_calls(
-    stub: pb_grpc.ExternalScalerStub, ref: pb.ScaledObjectRef
-) -> tuple[float, float, bool]:
-    """KEDA's three calls for one ScaledObject: (metric value, target, isActive)."""
-    spec = (await stub.GetMetricSpec(ref)).metricSpecs[0]
-    value = (
-        await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref, metricName=spec.metricName))
-    ).metricValues[0]
-    active = (await stub.IsActive(ref)).result
-    metric = value.metricValueFloat if value.metricValueFloat > 0 else float(value.metricValue)
-    target = spec.targetSizeFloat if spec.targetSizeFloat > 0 else float(spec.targetSize)
-    return metric, target, active
-
-
 async def run_live(
     trace: Trace,
     scenario: Scenario,
@@ -207,194 +169,127 @@ async def run_live(
 ) -> LiveResult:
     """Run ``trace`` through the live system; every process started is stopped on return."""
     served = settings.served_trace(trace)
+    assert served.service_s is not None
     the_plan = plan(served, scenario)
     names = list(trace.models)
     scale = settings.time_scale
     clock = TraceClock(scale)
     started = time.monotonic()
+    results: dict[str, tuple[str, float | None]] = {}
     async with _system(settings, clock) as (brokers, service, port, folder):
-        deployments = {
-            name: Deployment(
-                ReplicaSpec(
-                    model=name,
-                    slots=settings.slots,
-                    warmup_s=settings.warmup_s,
-                    time_scale=1.0 / scale,
-                    prefill_s=settings.prefill_s,
-                    decode_s=settings.decode_s,
-                    broker_url=brokers.broker_url,
-                    result_backend=brokers.result_backend,
+        specs = {m.name: m for m in the_plan.models}
+        models = {
+            name: ModelControl(
+                ref=pb.ScaledObjectRef(
+                    name=name, namespace=NAMESPACE, scalerMetadata=settings.metadata(scenario, name)
                 ),
-                folder,
+                keda=KedaController(specs[name].cooldown_s, specs[name].keda_min_replicas),
+                hpa=HpaController(specs[name].hpa),
+                deployment=Deployment(_replica_spec(name, settings, brokers), folder),
             )
             for name in names
         }
-        refs = {
-            name: pb.ScaledObjectRef(
-                name=name, namespace=NAMESPACE, scalerMetadata=settings.metadata(scenario, name)
-            )
-            for name in names
-        }
-        models = {m.name: m for m in the_plan.models}
-        hpas = {name: HpaController(models[name].hpa) for name in names}
-        kedas = {
-            name: KedaController(models[name].cooldown_s, models[name].keda_min_replicas)
-            for name in names
-        }
-        series = {name: ModelSeries() for name in names}
-        metric = dict.fromkeys(names, 0.0)
-        target = dict.fromkeys(names, 1.0)
-        active = dict.fromkeys(names, False)
-        last: dict[str, tuple[int, str]] = {}
         await asyncio.to_thread(
             brokers.declare, [q for name in names for q in scenario.models[name].queues]
         )
         client = Client(brokers.broker_url, brokers.result_backend)
-        assert served.service_s is not None
         submitter = Submitter(client, trace, served.service_s, scale, clock.begin())
         max_lag = 0.0
-
-        def note(event: Event) -> None:
-            if on_event is not None:
-                on_event(event)
-
-        def act(name: str, actor: str, replicas: int, t: float) -> None:
-            deployment = deployments[name]
-            before = deployment.desired
-            deployment.scale_to(replicas, time.monotonic())
-            series[name].scale_events += 1
-            desired, reason = last.get(name, (replicas, ""))
-            note(Event(t, name, actor, before, replicas, desired, reason, ""))
-
         submitter.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                stub = pb_grpc.ExternalScalerStub(channel)
-                pending_ids: dict[str, tuple[int, float, float]] = {}
-                results: dict[str, tuple[str, float | None]] = {}
+                loop = ControlLoop(pb_grpc.ExternalScalerStub(channel), service, models,
+                                   on_event, time.monotonic)  # fmt: skip
                 drain_until: float | None = None
-                instants = _instants(the_plan)
-                for t, is_eval, is_poll, is_sync, is_sample in _chained(
-                    instants, _after(the_plan, scenario)
+                for t, evaluate, poll, sync, sample in _chained(
+                    _instants(the_plan), _after(the_plan, scenario)
                 ):
                     if submitter.error is not None:
                         raise submitter.error
                     due = clock.origin + t / scale
-                    now = time.monotonic()
-                    if due > now:
-                        await asyncio.sleep(due - now)
+                    wait = due - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                     max_lag = max(max_lag, time.monotonic() - due)
                     past_end = t > the_plan.end_s
                     if past_end:
+                        # The run is over: go on scaling only while results are missing.
                         if drain_until is None:
                             drain_until = time.monotonic() + DRAIN_DEADLINE_S
-                        for task_id, model, at, cost in submitter.tasks:
-                            if task_id not in results:
-                                pending_ids.setdefault(task_id, (model, at, cost))
-                        done = await asyncio.to_thread(_collect, client, pending_ids, results)
-                        for task_id in done:
-                            pending_ids.pop(task_id, None)
-                        if (
-                            not pending_ids and not submitter.is_alive()
-                        ) or time.monotonic() > drain_until:
+                        missing = _missing(submitter.tasks, results)
+                        await asyncio.to_thread(_collect, client, missing, results)
+                        done = not submitter.is_alive() and not _missing(submitter.tasks, results)
+                        if done or time.monotonic() > drain_until:
                             break
-                    for name in names:
-                        deployment = deployments[name]
-                        if is_eval:
-                            try:
-                                metric[name], target[name], active[name] = await _keda_calls(
-                                    stub, refs[name]
-                                )
-                            except grpc.aio.AioRpcError as exc:
-                                series[name].errors += 1
-                                note(Event(t, name, "scaler", deployment.desired,
-                                           deployment.desired, None, f"error {exc.code().name}",
-                                           exc.details() or ""))  # fmt: skip
-                            else:
-                                evaluation = await service.evaluate(
-                                    service.resolve(
-                                        NAMESPACE, name, dict(refs[name].scalerMetadata)
-                                    )
-                                )
-                                decision = evaluation.decision
-                                reason = decision.reason.value
-                                if not past_end:
-                                    counts = series[name].reasons
-                                    counts[reason] = counts.get(reason, 0) + 1
-                                if last.get(name) != (decision.desired, reason):
-                                    last[name] = (decision.desired, reason)
-                                    note(Event(t, name, "policy", deployment.desired,
-                                               deployment.desired, decision.desired, reason,
-                                               decision.detail))  # fmt: skip
-                        current = deployment.desired
-                        if is_poll:
-                            keda_sets = kedas[name].poll(t, active[name], current)
-                            if keda_sets is not None and keda_sets != current:
-                                act(name, "KEDA", keda_sets, t)
-                        current = deployment.desired
-                        if is_sync and current > 0:
-                            wanted = hpas[name].sync(t, current, metric[name], target[name])
-                            if wanted.replicas != current:
-                                act(name, "HPA", wanted.replicas, t)
-                        if is_sample:
-                            series[name].t_s.append(t)
-                            series[name].desired.append(deployment.desired)
-                            series[name].ready.append(deployment.ready())
+                    await loop.step(t, evaluate=evaluate, poll=poll, sync=sync, sample=sample,
+                                    count=not past_end)  # fmt: skip
         finally:
             submitter.stop.set()
             submitter.join(timeout=30)
-            for deployment in deployments.values():
-                await deployment.close()
+            for m in models.values():
+                await m.deployment.close()
             # Results that came in while the workers drained.
-            rest = {
-                task_id: (model, at, cost)
-                for task_id, model, at, cost in submitter.tasks
-                if task_id not in results
-            }
-            await asyncio.to_thread(_collect, client, rest, results)
+            await asyncio.to_thread(_collect, client, _missing(submitter.tasks, results), results)
             client.close()
+    deployments = [m.deployment for m in models.values()]
+    return LiveResult(
+        series={name: m.series for name, m in models.items()},
+        **_tally(names, submitter.tasks, results, scale),
+        max_lag_s=max_lag,
+        worker_starts_s=[s for d in deployments for s in d.worker_starts_s],
+        replica_errors=[e for d in deployments for e in d.errors],
+        wall_s=time.monotonic() - started,
+        exit_codes=_exit_codes(deployments),
+    )
+
+
+def _replica_spec(name: str, settings: ReplaySettings, brokers: Brokers) -> ReplicaSpec:
+    return ReplicaSpec(
+        model=name,
+        slots=settings.slots,
+        warmup_s=settings.warmup_s,
+        time_scale=1.0 / settings.time_scale,
+        prefill_s=settings.prefill_s,
+        decode_s=settings.decode_s,
+        broker_url=brokers.broker_url,
+        result_backend=brokers.result_backend,
+    )
+
+
+def _missing(tasks: list[Task], results: dict[str, tuple[str, float | None]]) -> list[str]:
+    return [task[0] for task in tasks if task[0] not in results]
+
+
+def _tally(
+    names: list[str], tasks: list[Task], results: dict[str, tuple[str, float | None]], scale: float
+) -> dict[str, Any]:
+    """Per model: tasks submitted, succeeded, failed, and the served ones' waits (trace s)."""
     submitted = dict.fromkeys(names, 0)
     succeeded = dict.fromkeys(names, 0)
     failed = dict.fromkeys(names, 0)
     waits: dict[str, list[float]] = {name: [] for name in names}
-    for task_id, model, at, cost in submitter.tasks:
+    for task_id, model, at, cost in tasks:
         name = names[model]
         submitted[name] += 1
         outcome = results.get(task_id)
         if outcome is None:
             continue
         state, done_at = outcome
-        if state == "SUCCESS":
-            succeeded[name] += 1
-            if done_at is not None:
-                waits[name].append(max((done_at - at) * scale - cost, 0.0))
-        else:
+        if state != "SUCCESS":
             failed[name] += 1
-    return LiveResult(
-        series=series,
-        submitted=submitted,
-        succeeded=succeeded,
-        failed=failed,
-        waits_s=waits,
-        max_lag_s=max_lag,
-        worker_starts_s=[s for d in deployments.values() for s in d.worker_starts_s],
-        replica_errors=[e for d in deployments.values() for e in d.errors],
-        wall_s=time.monotonic() - started,
-        exit_codes={
-            "worker": [
-                r.worker.returncode
-                for d in deployments.values()
-                for r in d.history
-                if r.worker is not None and r.ready_s is not None
-            ],
-            "standin": [
-                r.standin.returncode
-                for d in deployments.values()
-                for r in d.history
-                if r.standin is not None
-            ],
-        },
-    )
+            continue
+        succeeded[name] += 1
+        if done_at is not None:
+            waits[name].append(max((done_at - at) * scale - cost, 0.0))
+    return {"submitted": submitted, "succeeded": succeeded, "failed": failed, "waits_s": waits}
+
+
+def _exit_codes(deployments: list[Deployment]) -> dict[str, list[int | None]]:
+    replicas = [r for d in deployments for r in d.history]
+    return {
+        "worker": [r.worker.returncode for r in replicas if r.worker and r.ready_s is not None],
+        "standin": [r.standin.returncode for r in replicas if r.standin is not None],
+    }
 
 
 def _chained(
@@ -405,24 +300,19 @@ def _chained(
 
 
 def _collect(
-    client: Client,
-    wanted: dict[str, tuple[int, float, float]],
-    results: dict[str, tuple[str, float | None]],
-) -> list[str]:
+    client: Client, wanted: list[str], results: dict[str, tuple[str, float | None]]
+) -> None:
     """Read each wanted task's result from the backend (blocking); record the finished ones in
-    ``results`` as (state, Unix seconds it finished); their ids."""
+    ``results`` as (state, Unix seconds it finished)."""
     from celery.result import AsyncResult
 
-    done: list[str] = []
-    for task_id in list(wanted):
+    for task_id in wanted:
         result = AsyncResult(task_id, app=client.app)
         state = str(result.state)
         if state in ("SUCCESS", "FAILURE", "REVOKED"):
             finished: Any = result.date_done
             at = finished.timestamp() if isinstance(finished, datetime) else None
             results[task_id] = (state, at)
-            done.append(task_id)
-    return done
 
 
 @contextlib.asynccontextmanager

@@ -151,6 +151,8 @@ def _event_line(event: Event) -> str:
         return f"{head} policy wants {event.desired}: {event.reason}: {event.detail}"
     if event.actor == "scaler":
         return f"{head} scaler {event.reason}: {event.detail}"
+    if event.actor == "status":
+        return f"{head} {event.before} replicas, {event.replicas} serving; {event.reason}"
     return f"{head} {event.actor} sets {event.before} -> {event.replicas} replicas"
 
 

@@ -33,8 +33,10 @@ from simulator.engine.keda import KedaController
 class Event:
     """One line of the live log, at ``t_s`` (trace seconds) for ``model``. ``actor``:
     ``policy`` (its decision changed: ``desired`` replicas for ``reason``, ``detail`` its
-    sentence), ``KEDA`` or ``HPA`` (set the Deployment from ``before`` to ``replicas``), or
-    ``scaler`` (a call failed: ``reason`` the gRPC code, ``detail`` its message)."""
+    sentence), ``KEDA`` or ``HPA`` (set the Deployment from ``before`` to ``replicas``),
+    ``scaler`` (a call failed: ``reason`` the gRPC code, ``detail`` its message), or ``status``
+    (every so often: ``before`` replicas, ``replicas`` of them serving, ``reason`` the broker's
+    counts)."""
 
     t_s: float
     model: str
@@ -74,6 +76,8 @@ class ModelControl:
     target: float = 1.0
     active: bool = False
     last: tuple[int, str] | None = None
+    pending: int | None = None
+    in_flight: int | None = None
 
 
 async def keda_calls(
@@ -100,11 +104,15 @@ class ControlLoop:
         models: dict[str, ModelControl],
         on_event: Callable[[Event], None] | None = None,
         now: Callable[[], float] | None = None,
+        status_every_s: float = 120.0,
     ) -> None:
-        """now: wall seconds, stamped on replicas asked for (the loop's own clock)."""
+        """now: wall seconds, stamped on replicas asked for (the loop's own clock).
+        status_every_s: trace seconds between two ``status`` events (at sample instants)."""
         self.stub, self.service, self.models = stub, service, models
         self.on_event = on_event
         self.now = now
+        self.status_every_s = status_every_s
+        self._next_status_s = 0.0
 
     def _note(self, event: Event) -> None:
         if self.on_event is not None:
@@ -131,6 +139,21 @@ class ControlLoop:
                 m.series.t_s.append(t)
                 m.series.desired.append(m.deployment.desired)
                 m.series.ready.append(m.deployment.ready())
+                if t >= self._next_status_s:
+                    self._status(t, name, m)
+        if sample and t >= self._next_status_s:
+            self._next_status_s = t + self.status_every_s
+
+    def _status(self, t: float, name: str, m: ModelControl) -> None:
+        """Where the model stands: its replicas (serving), and the broker's counts."""
+        counts = (
+            "broker unread"
+            if m.pending is None
+            else f"{m.pending} pending"
+            + ("" if m.in_flight is None else f", {m.in_flight} in flight")
+        )
+        self._note(Event(t, name, "status", m.deployment.desired, m.deployment.ready(), None,
+                         counts, ""))  # fmt: skip
 
     async def _evaluate(self, t: float, name: str, m: ModelControl, count: bool) -> None:
         replicas = m.deployment.desired
@@ -142,7 +165,10 @@ class ControlLoop:
                              f"error {exc.code().name}", exc.details() or ""))  # fmt: skip
             return
         target = self.service.resolve(NAMESPACE, m.ref.name, dict(m.ref.scalerMetadata))
-        decision = (await self.service.evaluate(target)).decision
+        evaluation = await self.service.evaluate(target)
+        if evaluation.depth is not None:
+            m.pending, m.in_flight = evaluation.depth.pending, evaluation.depth.in_flight
+        decision = evaluation.decision
         reason = decision.reason.value
         if count:
             m.series.reasons[reason] = m.series.reasons.get(reason, 0) + 1

@@ -113,6 +113,7 @@ def test_the_output_states_the_scale_then_a_verdict(
     assert any("policy window 300 s (15 s wall)" in line for line in lines)
     assert any("policy wants" in line and "scale-up" in line for line in lines)
     assert any(" HPA sets " in line for line in lines)
+    assert any("serving;" in line and "pending" in line for line in lines)  # progress
     verdict = next(i for i, line in enumerate(lines) if line.startswith(f"{MODEL}: replicas"))
     table = next(i for i, line in enumerate(lines) if line.strip().startswith("tasks lost"))
     assert verdict < table

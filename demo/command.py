@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -106,16 +106,27 @@ def _options(command: F) -> F:
     return command
 
 
-def _settings(**kwargs: object) -> ReplaySettings:
+def _settings(
+    *,
+    time_scale: float,
+    broker: str,
+    rabbitmq_url: str,
+    slots: int,
+    warmup_seconds: float,
+    window_seconds: float,
+    max_replicas: int,
+    tail_seconds: float,
+) -> ReplaySettings:
+    """The shared options as settings (click has checked each one's range)."""
     return ReplaySettings(
-        time_scale=float(kwargs["time_scale"]),  # type: ignore[arg-type]
-        slots=int(kwargs["slots"]),  # type: ignore[call-overload]
-        warmup_s=float(kwargs["warmup_seconds"]),  # type: ignore[arg-type]
-        window_s=float(kwargs["window_seconds"]),  # type: ignore[arg-type]
-        max_replicas=int(kwargs["max_replicas"]),  # type: ignore[call-overload]
-        tail_s=float(kwargs["tail_seconds"]),  # type: ignore[arg-type]
-        broker="rabbitmq" if kwargs["broker"] == "rabbitmq" else "redis",
-        rabbitmq_url=str(kwargs["rabbitmq_url"]),
+        time_scale=time_scale,
+        slots=slots,
+        warmup_s=warmup_seconds,
+        window_s=window_seconds,
+        max_replicas=max_replicas,
+        tail_s=tail_seconds,
+        broker="rabbitmq" if broker == "rabbitmq" else "redis",
+        rabbitmq_url=rabbitmq_url,
     )
 
 
@@ -228,7 +239,7 @@ def replay(trace: Trace, settings: ReplaySettings) -> tuple[LiveResult, PolicyRe
               help="Replay this trace (any format `depthscale trace inspect` reads) instead "
                    "of the built-in burst.")  # fmt: skip
 @_options
-def demo(trace_path: Path | None, **kwargs: object) -> None:
+def demo(trace_path: Path | None, **kwargs: Any) -> None:
     """The whole path on this machine, no cluster needed, then the simulator beside it.
 
     \b
@@ -247,7 +258,7 @@ def demo(trace_path: Path | None, **kwargs: object) -> None:
 @click.command("replay", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("trace_path", metavar="TRACE", type=click.Path(exists=True, path_type=Path))
 @_options
-def replay_command(trace_path: Path, **kwargs: object) -> None:
+def replay_command(trace_path: Path, **kwargs: Any) -> None:
     """Replay TRACE through the live system, compressed --time-scale times, and set it
     against the simulator's run of the same trace and settings.
 

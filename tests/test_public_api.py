@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WINGS = ("policies", "scaler", "simulator", "worker")
+WINGS = ("demo", "policies", "scaler", "simulator", "worker")
 
 
 def _packages() -> list[str]:

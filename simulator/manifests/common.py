@@ -60,6 +60,8 @@ class RenderOptions:
     scaler_address:  host:port of the scaler's gRPC Service, as KEDA dials it.
     fallback_failures: failed KEDA polls before the ScaledObject's fallback applies, >= 1.
     prometheus_address: URL of the Prometheus the online trigger queries (``serverAddress``).
+    trigger_authentication: TriggerAuthentication KEDA dials the scaler with (mutual TLS,
+                     docs/tls.md); None for a scaler without TLS.
     """
 
     namespace: str = DEFAULT_NAMESPACE
@@ -67,6 +69,7 @@ class RenderOptions:
     scaler_address: str = DEFAULT_SCALER_ADDRESS
     fallback_failures: int = 4
     prometheus_address: str = DEFAULT_PROMETHEUS_ADDRESS
+    trigger_authentication: str | None = "depthscale-scaler-tls"
 
 
 def labels(name: str, component: str, **extra: str) -> dict[str, str]:

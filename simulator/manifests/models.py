@@ -491,7 +491,17 @@ def scaled_object(model: ModelSpec, scenario: Scenario, options: RenderOptions) 
                 }
             },
             "triggers": [
-                {"type": "external", "metricType": "AverageValue", "metadata": metadata},
+                {
+                    "type": "external",
+                    "metricType": "AverageValue",
+                    "metadata": metadata,
+                    # The scaler's port speaks mutual TLS: KEDA's CA and client certificate.
+                    **(
+                        {"authenticationRef": {"name": options.trigger_authentication}}
+                        if options.trigger_authentication
+                        else {}
+                    ),
+                },
                 *(
                     [
                         online_trigger(

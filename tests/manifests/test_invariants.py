@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 
 import pytest
 
@@ -336,7 +337,15 @@ def test_referenced_config_exists(overlay: Overlay) -> None:
                     refs.append(("Secret", ref["name"]))
         for kind, ref_name in refs:
             if kind == "Secret":
-                assert ref_name in OPERATOR_SECRETS, f"{_name(obj)}: undocumented Secret {ref_name}"
+                issued = any(
+                    o["kind"] == "Certificate"
+                    and _ns(o) == _ns(obj)
+                    and o["spec"]["secretName"] == ref_name
+                    for o in objects
+                )  # cert-manager writes it
+                assert ref_name in OPERATOR_SECRETS or issued, (
+                    f"{_name(obj)}: undocumented Secret {ref_name}"
+                )
             else:
                 assert _find(objects, kind, _ns(obj), ref_name), f"{_name(obj)}: no {ref_name}"
         if spec.get("priorityClassName", "").startswith("depthscale-"):
@@ -372,7 +381,9 @@ def test_scaler_and_gateway_run_locked_down(overlay: Overlay) -> None:
     assert scaler["spec"]["replicas"] >= 2
     [container] = scaler["spec"]["template"]["spec"]["containers"]
     for probe in ("readinessProbe", "livenessProbe"):
-        assert "grpc" in container[probe], "probes use the gRPC health service"
+        # The gRPC health service: natively, or over TLS with scaler.healthcheck (docs/tls.md).
+        command = container[probe].get("exec", {}).get("command", [])
+        assert "grpc" in container[probe] or command[:3] == ["python", "-m", "scaler.healthcheck"]
 
 
 def test_scaler_args_are_flags_serve_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -522,3 +533,71 @@ def test_metric_model_label_is_the_deployment_name(overlay: Overlay) -> None:
     for so in (o for o in objects if o["kind"] == "ScaledObject"):
         metadata = so["spec"]["triggers"][0]["metadata"]
         assert metadata.get("model", _name(so)) == so["spec"]["scaleTargetRef"]["name"]
+
+
+def _flag_value(args: list[str], flag: str) -> str | None:
+    found = [a.split("=", 1)[1] for a in args if a.startswith(f"{flag}=")]
+    return found[0] if found else None
+
+
+def test_keda_dials_the_scaler_with_the_certificates_it_requires(overlay: Overlay) -> None:
+    # docs/tls.md: the scaler serves the certificate of a Secret cert-manager issues for the
+    # Service's names; with --tls-client-ca every trigger dialling it names a
+    # TriggerAuthentication carrying caCert, tlsClientCert and tlsClientKey from a certificate of
+    # the same CA (KEDA dials plaintext without them, and the handshake fails).
+    _, objects = overlay
+    scaler = _find(objects, "Deployment", "depthscale", "depthscale-scaler")
+    assert scaler is not None
+    spec = scaler["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    cert = _flag_value(container["args"], "--tls-cert")
+    if cert is None:
+        return  # plaintext: nothing to agree on
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volume = mounts[str(PurePosixPath(cert).parent)]
+    [secret] = [v["secret"]["secretName"] for v in spec["volumes"] if v["name"] == volume]
+
+    def issued(secret_name: str, namespace: str) -> Obj:
+        [certificate] = [
+            o
+            for o in objects
+            if o["kind"] == "Certificate"
+            and _ns(o) == namespace
+            and o["spec"]["secretName"] == secret_name
+        ]
+        return certificate
+
+    serving = issued(secret, _ns(scaler))
+    assert "server auth" in serving["spec"]["usages"]
+    names = set(serving["spec"]["dnsNames"])
+    for probe in ("readinessProbe", "livenessProbe"):
+        probe_args = container[probe]["exec"]["command"]
+        assert _flag_value(probe_args, "--server-name") in names
+        assert _flag_value(probe_args, "--tls-cert") == cert
+    mtls = _flag_value(container["args"], "--tls-client-ca") is not None
+    if mtls:
+        assert "client auth" in serving["spec"]["usages"], "the probe presents it as a client"
+    for so in (o for o in objects if o["kind"] == "ScaledObject"):
+        for trigger in so["spec"]["triggers"]:
+            if trigger["type"] not in ("external", "external-push"):
+                continue  # e.g. a model's prometheus trigger: not the scaler's
+            host = trigger["metadata"]["scalerAddress"].rpartition(":")[0]
+            if not host.startswith("depthscale-scaler."):
+                continue
+            assert host in names, f"{_name(so)}: the scaler's certificate lacks {host}"
+            ref = trigger.get("authenticationRef")
+            assert ref is not None, f"{_name(so)}: no authenticationRef: KEDA would dial plaintext"
+            auth = _find(objects, ref.get("kind", "TriggerAuthentication"), _ns(so), ref["name"])
+            assert auth is not None, f"{_name(so)}: no TriggerAuthentication {ref['name']}"
+            params = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+            assert params["caCert"]["key"] == "ca.crt"
+            if mtls:
+                assert {params[p]["key"] for p in ("tlsClientCert", "tlsClientKey")} == {
+                    "tls.crt",
+                    "tls.key",
+                }
+                secrets = {r["name"] for r in params.values()}
+                [client_secret] = secrets
+                client = issued(client_secret, _ns(auth))
+                assert "client auth" in client["spec"]["usages"]
+                assert client["spec"]["issuerRef"] == serving["spec"]["issuerRef"], "one CA"

@@ -1,7 +1,9 @@
 """The scaler Deployment's container, run for real: its args and env, a brokers file in the
-Secret's format and a private Redis for state, then the image's health check and /metrics.
+Secret's format, certificates in the layout cert-manager writes (tls.crt, tls.key, ca.crt; for the
+serving certificate's DNS names) and a private Redis for state, then the Deployment's own probe
+command and /metrics.
 
-Only the ports change (the test takes free ones); everything else is the manifest's.
+Only the ports and the mounted files' directories change; everything else is the manifest's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from scaler.healthcheck import main as healthcheck
 from tests.conftest import RedisServer, free_port
 from tests.manifests.conftest import MANIFESTS
 from tests.manifests.kustomize import load_documents
+from tests.scaler.certs import Ca
 
 pytestmark = pytest.mark.redis
 
@@ -28,6 +31,7 @@ def test_deployment_container_serves_health_and_metrics(
 ) -> None:
     [deployment] = load_documents(MANIFESTS / "base" / "scaler" / "deployment.yaml")
     [container] = deployment["spec"]["template"]["spec"]["containers"]
+    certificates = load_documents(MANIFESTS / "base" / "scaler" / "certificates.yaml")
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     grpc_port, metrics_port = free_port(), free_port()
     args = [
@@ -43,6 +47,26 @@ def test_deployment_container_serves_health_and_metrics(
     brokers = tmp_path / mounted.name
     brokers.write_text(f"celery={redis_server.url}\n")
     args = [a if a != brokers_arg else f"--brokers-file={brokers}" for a in args]
+    # The Secret cert-manager issues from the serving Certificate, mounted where the Deployment
+    # mounts it: a certificate for the Certificate's DNS names and the CA that signed it.
+    [tls_mount] = [m["mountPath"] for m in container["volumeMounts"] if m["name"] == "tls"]
+    [serving] = [
+        c for c in certificates if c["kind"] == "Certificate" and c["spec"].get("dnsNames")
+    ]
+    ca = Ca()
+    issued = ca.issue("depthscale-scaler", server=True, names=serving["spec"]["dnsNames"])
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    issued.write(tls, "tls")
+    ca.write(tls)
+    args = [a.replace(tls_mount, str(tls)) for a in args]
+    [probe] = {tuple(container[p]["exec"]["command"]) for p in ("readinessProbe", "livenessProbe")}
+    assert probe[:3] == ("python", "-m", "scaler.healthcheck")
+    probe_args = [
+        a.replace(tls_mount, str(tls)).replace(f"={ports['grpc']}", f"={grpc_port}")
+        for a in probe[3:]
+    ]
+    assert f"--port={grpc_port}" in probe_args
     env = {**os.environ, "DEPTHSCALE_STATE": f"redis://127.0.0.1:{redis_server.port}/1"}
     assert {e["name"] for e in container["env"]} == {"DEPTHSCALE_STATE"}
 
@@ -55,7 +79,7 @@ def test_deployment_container_serves_health_and_metrics(
     )
     try:
         deadline = time.monotonic() + 30
-        while healthcheck(["--port", str(grpc_port), "--timeout", "0.5"]) != 0:
+        while healthcheck([*probe_args, "--timeout", "0.5"]) != 0:
             if process.poll() is not None:
                 assert process.stderr is not None
                 pytest.fail(f"scaler exited: {process.stderr.read().decode()}")

@@ -117,6 +117,7 @@ class FakeApi:
     compacted: int = 0  # watches from a version below this are answered 410 Gone
     expiries: int = 0  # bumped to end every open watch with 410 Gone
     drops: int = 0  # bumped to drop every open watch's connection mid-stream
+    watching: dict[str, int] = field(default_factory=dict)  # collection → open watches
     stopping: bool = False
     changed: threading.Condition = field(default_factory=threading.Condition)
     url: str = ""
@@ -149,6 +150,11 @@ class FakeApi:
             self.compacted = self.version
             self.expiries += 1
             self.changed.notify_all()
+
+    def wait_watching(self, collection: str, timeout_s: float = 10.0) -> None:
+        """Return once a watch of ``collection`` is open on the server (a drop reaches it)."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.watching.get(collection, 0) > 0, timeout_s)
 
     def drop(self) -> None:
         """Every open watch's connection is cut mid-stream."""
@@ -212,7 +218,17 @@ def _handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            drops, expiries = api.drops, api.expiries
+            with api.changed:
+                drops, expiries = api.drops, api.expiries
+                api.watching[collection] = api.watching.get(collection, 0) + 1
+                api.changed.notify_all()
+            try:
+                self._stream(collection, since, drops, expiries)
+            finally:
+                with api.changed:
+                    api.watching[collection] -= 1
+
+        def _stream(self, collection: str, since: int, drops: int, expiries: int) -> None:
             while True:
                 with api.changed:
                     api.changed.wait_for(
@@ -580,6 +596,7 @@ def test_a_failed_watch_answers_none_until_a_fresh_list_succeeds(api: FakeApi) -
         assert await src.counts(NS, "llama-8b") == ReplicaCounts(6, 0)
         deployments = src.informer(NS, "Deployment")
         assert deployments is not None
+        await asyncio.to_thread(api.wait_watching, DEPLOYS)
         api.fail[DEPLOYS] = (500, status(500, "InternalError", "etcd is sad"))
         api.drop()  # the watch is cut; re-watching fails with 500
         await deployments.wait_for(lambda i: i.error is not None)

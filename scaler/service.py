@@ -32,6 +32,7 @@ import hashlib
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
@@ -269,6 +270,8 @@ class ScalerService:
             # store is rebuilt from (an emptied state Redis, a record of another release).
             known=IdleCache(max_entries=max_triggers, max_bytes=max_triggers, idle_s=4 * idle_s),
         )
+        # Cached request shapes per trigger series (labels), so eviction is O(1).
+        self._series_users: Counter[tuple[str, str, str, str]] = Counter()
         self._resets_logged: IdleCache[str, bool] = IdleCache(
             max_entries=max_triggers, max_bytes=max_triggers, idle_s=4 * idle_s
         )
@@ -297,6 +300,8 @@ class ScalerService:
                 known = AccessDenied(str(exc))
             cost = _REFUSAL_BYTES if isinstance(known, Exception) else _TARGET_BYTES
             self._caches.targets.put(key, known, cost, now)
+            if isinstance(known, Target) and key in self._caches.targets:
+                self._series_users[known.labels] += 1
         if isinstance(known, MetadataError):
             # The same answer for the same input, without parsing it again (a fresh exception:
             # one raised many times would keep growing its traceback).
@@ -362,11 +367,15 @@ class ScalerService:
     def _forget(self, key: RequestKey, known: Target | Refusal) -> None:
         """A trigger left the cache (idle, or pushed out): its answers and series go with it."""
         self._caches.evaluations.pop(key, None)
-        if isinstance(known, Target) and not any(
-            isinstance(other, Target) and other.labels == known.labels
-            for other in self._caches.targets.values()
-        ):
-            known.series.remove()
+        if isinstance(known, Target):
+            # Request shapes that differ only in thresholds share one trigger's series: they
+            # leave /metrics with the last of them.
+            users = self._series_users[known.labels] - 1
+            if users > 0:
+                self._series_users[known.labels] = users
+            else:
+                del self._series_users[known.labels]
+                known.series.remove()
 
     def _sweep(self, now: float) -> None:
         """At most every minute: forget triggers idle longer than ``idle_s``."""
